@@ -1,0 +1,120 @@
+"""The BIDS-App's one explicit configuration object.
+
+There is no global config singleton: :func:`synthseg_bids.cli.parser.parse_args` builds
+one :class:`AppConfig` from the command line, :mod:`synthseg_bids.cli.run` passes it to
+the ``init_*_wf`` factories, and it is saved as TOML in the work folder
+(``<work_dir>/<run_uuid>/config.toml``) and next to the logs in the output folder
+(``<output_dir>/logs/config-<run_uuid>.toml``), so a run can be reproduced with
+``AppConfig.from_file(...)``.
+
+Examples
+--------
+>>> cfg = AppConfig(bids_dir="/data", output_dir="/out", analysis_level="participant")
+>>> AppConfig.from_toml(cfg.to_toml()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.settings import Settings, SettingsError
+
+__all__ = ["ANALYSIS_LEVELS", "DEVICES", "AppConfig", "container_info"]
+
+ANALYSIS_LEVELS = ("participant", "group")
+DEVICES = ("auto", "cpu", "gpu")
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor")
+
+
+@dataclass(frozen=True)
+class AppConfig(Settings):
+    """Everything one BIDS-App run needs (see ``synthseg-bids --help``).
+
+    Attributes
+    ----------
+    bids_dir, output_dir : Path
+        Input BIDS dataset and the derivatives folder written.
+    analysis_level : {'participant', 'group'}
+    work_dir : Path, optional
+        Nipype working folder (intermediate results, resumable).
+    participant_label, session_label : tuple of str
+        Selected subjects / sessions without ``sub-``/``ses-`` (empty: all).
+    bids_filters : str
+        pybids filter JSON text, ``{"<query>": {entity: value}}`` (``anat`` query
+        refines the default selection of anatomical scans).
+    model : Path, optional
+        Model file (``.npz``); default: the model shipped with the package.
+    device, nprocs, omp_nthreads, mem_gb
+        Compute resources.
+    use_plugin : Path, optional
+        Nipype plugin settings YAML (``plugin: SLURM``, ``plugin_args: {...}``).
+    write_posteriors : bool
+        Also write the 4D ``_probseg`` map.
+    skip_bids_validation : bool
+    reference_dir, compare_dir : Path, optional
+        Group level: reference segmentations and a second method's outputs.
+    run_uuid : str
+        Identifies this run (log and config names).
+    """
+
+    bids_dir: Path = Path(".")
+    output_dir: Path = Path("out")
+    analysis_level: str = "participant"
+    work_dir: Path | None = None
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    bids_filters: str = ""
+    model: Path | None = None
+    device: str = "auto"
+    nprocs: int = 1
+    omp_nthreads: int = 0
+    mem_gb: float = 0.0
+    use_plugin: Path | None = None
+    write_posteriors: bool = False
+    skip_bids_validation: bool = False
+    reference_dir: Path | None = None
+    compare_dir: Path | None = None
+    stop_on_first_crash: bool = False
+    run_uuid: str = ""
+    verbosity: int = 0
+    container: str = field(default_factory=lambda: container_info()[0])
+
+    def validate(self) -> None:
+        if self.analysis_level not in ANALYSIS_LEVELS:
+            raise SettingsError(f"analysis_level must be one of {ANALYSIS_LEVELS}, got {self.analysis_level!r}")
+        if self.device not in DEVICES:
+            raise SettingsError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.nprocs < 1:
+            raise SettingsError(f"nprocs must be >= 1, got {self.nprocs}")
+        if self.omp_nthreads < 0:
+            raise SettingsError(f"omp_nthreads must be >= 0, got {self.omp_nthreads}")
+
+    @property
+    def threads_per_scan(self) -> int:
+        """Threads given to each segmentation (``--omp-nthreads``, default ``nprocs``)."""
+        return self.omp_nthreads or self.nprocs
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.output_dir) / "logs"
+
+
+def container_info() -> tuple[str, str]:
+    """``(type, tag)`` of the container running this process: ('docker'|'apptainer'|'', tag).
+
+    Detected from the environment: ``/.dockerenv`` or ``SYNTHSEG_BIDS_CONTAINER=docker``
+    (set in the image) for Docker; ``APPTAINER_CONTAINER``/``SINGULARITY_CONTAINER``
+    for Apptainer/Singularity.
+    """
+    for var in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER"):
+        if os.environ.get(var):
+            return "apptainer", os.environ[var]
+    declared = os.environ.get("SYNTHSEG_BIDS_CONTAINER", "")
+    if declared:
+        return declared, os.environ.get("SYNTHSEG_BIDS_IMAGE", "")
+    if Path("/.dockerenv").exists():
+        return "docker", os.environ.get("SYNTHSEG_BIDS_IMAGE", "")
+    return "", ""

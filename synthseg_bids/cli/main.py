@@ -1,0 +1,43 @@
+"""The ``synthseg-bids`` console entry point.
+
+Two kinds of call share one command:
+
+- the BIDS-App form, ``synthseg-bids bids_dir output_dir {participant,group} [options]``
+  (:mod:`synthseg_bids.cli.run`);
+- tool subcommands named by the first argument: ``synthseg-bids segment ...`` (the
+  original SynthSeg command line, :mod:`synthseg_bids.cli.segment`) and
+  ``synthseg-bids evaluate ...`` (:mod:`synthseg_bids.cli.evaluate`).
+
+A first argument that is a subcommand name is never taken as a BIDS folder; to use a
+dataset folder literally called ``segment``, write ``./segment``.
+
+Each command module exposes ``build_parser()`` and ``main(argv) -> int``; modules are
+imported only when their command runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["SUBCOMMANDS", "main"]
+
+#: Subcommand name -> (module, one-line description).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "segment": ("synthseg_bids.cli.segment", "segment scans, folders or lists of scans (SynthSeg's command line)"),
+    "evaluate": ("synthseg_bids.cli.evaluate", "score segmentations against references (Dice, surface distances)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand or to the BIDS-App; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    module = importlib.import_module("synthseg_bids.cli.run")
+    return int(module.main(argv) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

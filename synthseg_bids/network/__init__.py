@@ -1,0 +1,1 @@
+"""synthseg_bids.network"""
