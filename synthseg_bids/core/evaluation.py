@@ -156,7 +156,8 @@ def match_label_maps(
         return [LabelMapPair(match_key(prediction, strip_suffixes, entities), reference, prediction)]
     refs = _keyed(ref_files, strip_suffixes, entities)
     preds = _keyed(pred_files, strip_suffixes, entities)
-    for own, other, other_root, role in ((preds, refs, reference, "reference"), (refs, preds, prediction, "prediction")):
+    sides = ((preds, refs, reference, "reference"), (refs, preds, prediction, "prediction"))
+    for own, other, other_root, role in sides:
         missing = sorted(set(own) - set(other))
         if missing:
             more = f" (and {len(missing) - 1} more file(s) without one)" if len(missing) > 1 else ""
@@ -365,7 +366,8 @@ def compare_methods(
         chosen = scores[scores["metric"] == metric]
         if chosen.empty:
             raise ValueError(f"no {metric!r} scores to compare (metrics: {sorted(set(scores['metric']))})")
-        wide.append(chosen.pivot(index="subject", columns="structure", values="value")[list(dict.fromkeys(chosen["structure"]))])
+        structures = list(dict.fromkeys(chosen["structure"]))  # in table order
+        wide.append(chosen.pivot(index="subject", columns="structure", values="value")[structures])
     table = paired_comparison(wide[0], wide[1], correction=correction, alpha=alpha)
     table.insert(0, "metric", metric)
     return table

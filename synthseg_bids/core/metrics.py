@@ -54,7 +54,7 @@ __all__ = [
 
 #: Largest value range (max - min + 1) mapped through a look-up table; wider ranges
 #: use a sorted search instead (slower, but memory stays small).
-_MAX_LUT_SIZE = 1 << 24
+_MAX_LUT_SIZE = 1 << 22
 
 #: 6-connectivity (face neighbours) structuring element used to find borders.
 _FOOTPRINT = ndimage.generate_binary_structure(3, 1)
@@ -98,6 +98,23 @@ def _check_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
     return labels
 
 
+def _codes(volume: np.ndarray, labels: np.ndarray, other: int) -> np.ndarray:
+    """``i + 1`` where ``volume == labels[i]``, ``other`` elsewhere (int32)."""
+    codes = np.arange(1, labels.size + 1, dtype=np.int32)
+    if volume.size == 0:
+        return np.zeros(volume.shape, np.int32)
+    low = min(int(volume.min()), int(labels.min()))
+    high = max(int(volume.max()), int(labels.max()))
+    if high - low + 1 <= _MAX_LUT_SIZE:
+        lut = np.full(high - low + 1, other, dtype=np.int32)
+        lut[labels - low] = codes
+        return lut[volume - low] if low else lut[volume]
+    order = np.argsort(labels)
+    sorted_labels = labels[order]
+    position = np.minimum(np.searchsorted(sorted_labels, volume), labels.size - 1)
+    return np.where(sorted_labels[position] == volume, codes[order][position], other).astype(np.int32)
+
+
 def label_indices(volume: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
     """Position of each voxel's label in ``labels``, plus one (0: not a listed label).
 
@@ -113,21 +130,7 @@ def label_indices(volume: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.
     numpy.ndarray of int32, same shape as ``volume``
         ``i + 1`` where ``volume == labels[i]``, 0 elsewhere.
     """
-    volume = np.asarray(volume)
-    labels = _check_labels(labels)
-    if volume.size == 0:
-        return np.zeros(volume.shape, np.int32)
-    low = min(int(volume.min()), int(labels.min()))
-    high = max(int(volume.max()), int(labels.max()))
-    codes = np.arange(1, labels.size + 1, dtype=np.int32)
-    if high - low + 1 <= _MAX_LUT_SIZE:
-        lut = np.zeros(high - low + 1, dtype=np.int32)
-        lut[labels - low] = codes
-        return lut[volume - low] if low else lut[volume]
-    order = np.argsort(labels)
-    sorted_labels = labels[order]
-    position = np.minimum(np.searchsorted(sorted_labels, volume), labels.size - 1)
-    return np.where(sorted_labels[position] == volume, codes[order][position], 0).astype(np.int32)
+    return _codes(np.asarray(volume), _check_labels(labels), other=0)
 
 
 def joint_histogram(
@@ -151,11 +154,13 @@ def joint_histogram(
     reference, prediction = _check_pair(reference, prediction)
     labels = _check_labels(labels)
     n_bins = labels.size + 1
-    # label_indices gives 0 for "other"; roll it to the last bin.
-    ref_index = (label_indices(reference, labels) - 1) % n_bins
-    pred_index = (label_indices(prediction, labels) - 1) % n_bins
-    combined = ref_index.ravel().astype(np.int64) * n_bins + pred_index.ravel()
-    return np.bincount(combined, minlength=n_bins * n_bins).reshape(n_bins, n_bins)
+    # Codes 1..K for the labels and K + 1 for any other value; shifted to 0..K below.
+    combined = _codes(reference, labels, other=n_bins).astype(np.intp)
+    combined *= n_bins
+    combined += _codes(prediction, labels, other=n_bins)
+    combined -= n_bins + 1
+    # order="K": no copy whatever the memory layout (NIfTI data are often Fortran-ordered).
+    return np.bincount(combined.ravel(order="K"), minlength=n_bins * n_bins).reshape(n_bins, n_bins)
 
 
 def dice_scores(
@@ -185,14 +190,11 @@ def dice_scores(
         return np.where(total > 0, 2.0 * overlap / total, np.nan)
 
 
-def _union_box(
-    box_a: tuple[slice, ...] | None, box_b: tuple[slice, ...] | None, shape: tuple[int, ...]
-) -> tuple[slice, ...]:
+def _union_box(box_a: tuple[slice, ...], box_b: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     """Union of two bounding boxes, padded by one voxel and clipped to ``shape``."""
-    boxes = [b for b in (box_a, box_b) if b is not None]
     return tuple(
-        slice(max(min(b[axis].start for b in boxes) - 1, 0), min(max(b[axis].stop for b in boxes) + 1, size))
-        for axis, size in enumerate(shape)
+        slice(max(min(a.start, b.start) - 1, 0), min(max(a.stop, b.stop) + 1, size))
+        for a, b, size in zip(box_a, box_b, shape)
     )
 
 
@@ -232,6 +234,8 @@ def surface_distances(
         Arrays of shape (K,) in mm; NaN where the label is absent from either map.
     """
     reference, prediction = _check_pair(reference, prediction)
+    if reference.ndim != 3:
+        raise ValueError(f"label maps must be 3D, got shape {reference.shape}")
     labels = _check_labels(labels)
     spacing = np.asarray(spacing, dtype=np.float64).reshape(-1)
     if spacing.size != reference.ndim or np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):

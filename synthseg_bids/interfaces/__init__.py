@@ -1,1 +1,10 @@
-"""synthseg_bids.interfaces"""
+"""Nipype interfaces: one thin ``SimpleInterface`` per step over the lower layers.
+
+- :mod:`.segmentation`: :class:`~.segmentation.SynthSeg` (segment a scan; model cached per process);
+- :mod:`.volumes`: :class:`~.volumes.VolumesTable`, :class:`~.volumes.GroupVolumes`;
+- :mod:`.bids`: :class:`~.bids.DerivativesDataSink` and the derivative naming scheme;
+- :mod:`.reports`: :class:`~.reports.SegmentationFigure`, :class:`~.reports.SubjectReport`;
+- :mod:`.training`: :class:`~.training.GenerateImages`, :class:`~.training.TrainModel`,
+  :class:`~.training.ValidateCheckpoints`;
+- :mod:`.evaluation`: :class:`~.evaluation.EvaluateSegmentations`, :class:`~.evaluation.CompareMethods`.
+"""

@@ -53,6 +53,9 @@ class AppConfig(Settings):
         Nipype plugin settings YAML (``plugin: SLURM``, ``plugin_args: {...}``).
     write_posteriors : bool
         Also write the 4D ``_probseg`` map.
+    inference_settings : Path, optional
+        TOML/JSON of :class:`~synthseg_bids.inference.InferenceSettings` fields (flip,
+        post-processing, min_size...); ``device`` and threads come from the options above.
     skip_bids_validation : bool
     reference_dir, compare_dir : Path, optional
         Group level: reference segmentations and a second method's outputs.
@@ -74,6 +77,7 @@ class AppConfig(Settings):
     mem_gb: float = 0.0
     use_plugin: Path | None = None
     write_posteriors: bool = False
+    inference_settings: Path | None = None
     skip_bids_validation: bool = False
     reference_dir: Path | None = None
     compare_dir: Path | None = None
@@ -94,8 +98,24 @@ class AppConfig(Settings):
 
     @property
     def threads_per_scan(self) -> int:
-        """Threads given to each segmentation (``--omp-nthreads``, default ``nprocs``)."""
-        return self.omp_nthreads or self.nprocs
+        """TensorFlow threads of each segmentation (0: TensorFlow's default).
+
+        ``--omp-nthreads`` when given; else ``nprocs`` with MultiProc (one segmentation
+        at a time uses every core), and TensorFlow's default when running Linear.
+        """
+        if self.omp_nthreads:
+            return self.omp_nthreads
+        return self.nprocs if self.nprocs > 1 else 0
+
+    def inference_overrides(self) -> dict:
+        """InferenceSettings fields from ``inference_settings`` (checked), without device/threads."""
+        if not self.inference_settings:
+            return {}
+        from ..inference.settings import InferenceSettings
+
+        data = InferenceSettings.from_file(self.inference_settings).to_dict()
+        defaults = InferenceSettings().to_dict()
+        return {k: v for k, v in data.items() if k not in ("device", "threads") and v != defaults[k]}
 
     @property
     def log_dir(self) -> Path:

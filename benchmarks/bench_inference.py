@@ -1,0 +1,190 @@
+"""Benchmark of prediction: seconds per scan by stage, network-only time, peak memory.
+
+Each configuration runs in its own subprocess so that its peak resident memory
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which includes TensorFlow's allocations)
+is measured alone. The scan is the MNI152 T1 (nilearn's bundled template) zero-padded to
+256^3 at 1 mm, or a synthetic ellipsoid phantom when nilearn is missing.
+
+Configurations:
+
+- ``many``: one process, ``Segmenter`` loaded once, N scans through ``segment_many``,
+  each result written (labels + volumes CSV); per-stage seconds per scan;
+- ``network``: the network alone on the scan's network input (one pass, after one
+  warm-up pass), the reference for the overhead target (everything else <= 50 %);
+- ``separate``: N processes each loading the model and segmenting one scan.
+
+Usage::
+
+    python benchmarks/bench_inference.py --device cpu --threads 2 --scans 2
+    python benchmarks/bench_inference.py --device gpu --scans 4 --model model.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Run from a source checkout without installing: the package is one folder up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def make_scan(path: Path, size: int) -> str:
+    """Write the benchmark scan; returns its description."""
+    from synthseg_bids.core.io import save_image
+
+    try:
+        from nilearn import datasets
+
+        t1 = datasets.load_mni152_template(resolution=1)
+        data = np.asarray(t1.get_fdata(), np.float32)
+        source = "MNI152 T1 (nilearn), zero-padded"
+    except Exception:  # nilearn missing or without its bundled templates
+        grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 180)] * 3, indexing="ij"))
+        r = np.sqrt(((grid / np.array([0.75, 0.9, 0.8])[:, None, None, None]) ** 2).sum(0))
+        data = np.select([r < 0.6, r < 0.8, r < 0.95], [1.0, 0.6, 0.3], 0.0).astype(np.float32)
+        source = "synthetic ellipsoid phantom (nilearn unavailable)"
+    out = np.zeros((size,) * 3, np.float32)
+    src = tuple(slice(max(0, (n - size) // 2), max(0, (n - size) // 2) + min(n, size)) for n in data.shape)
+    dst = tuple(slice(max(0, (size - n) // 2), max(0, (size - n) // 2) + min(n, size)) for n in data.shape)
+    out[dst] = data[src]
+    affine = np.eye(4)
+    affine[:3, 3] = -size / 2
+    save_image(out, affine, path)
+    return f"{source} to {size}^3 at 1 mm"
+
+
+def make_model(path: Path) -> tuple[str, bool]:
+    """(model path, shipped?): the shipped model, or a random default-architecture one at ``path``."""
+    from synthseg_bids.inference import default_model_path
+
+    if default_model_path().is_file():
+        return str(default_model_path()), True
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
+
+    settings = NetworkSettings()
+    save_model(path, build_unet(settings, 33, seed=0), ModelInfo(network=settings, label_table=default_label_table()))
+    return str(path), False
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One configuration, in this process."""
+    from synthseg_bids.inference import InferenceSettings, Segmenter, write_result
+    from synthseg_bids.inference.preprocess import prepare_scan
+    from synthseg_bids.core.io import load_image
+
+    settings = InferenceSettings(device=args.device, threads=args.threads, flip=not args.no_flip)
+    tic = time.perf_counter()
+    segmenter = Segmenter(args.model, settings)
+    load = time.perf_counter() - tic
+    report = {"config": args.worker, "model_load_s": load, "device": segmenter.network.device}
+    if args.worker == "network":
+        image = load_image(args.scan)
+        prepared = prepare_scan(image, segmenter.network.resolution_mm, segmenter.network.size_multiple, settings)
+        batch = prepared.network_input()
+        segmenter.predict_window(batch)  # warm-up (tracing, allocations)
+        tic = time.perf_counter()
+        segmenter.predict_window(batch)
+        report.update(network_input=list(prepared.window_shape), network_pass_s=time.perf_counter() - tic)
+    else:
+        scans = [args.scan] * args.scans
+        out = Path(args.out)
+        per_scan = []
+        tic_all = time.perf_counter()
+        for i, result in enumerate(segmenter.segment_many(scans)):
+            tic = time.perf_counter()
+            write_result(result, labels=out / f"scan{i}_dseg.nii.gz", volumes=out / f"scan{i}_volumes.csv")
+            timings = dict(result.timings, write=time.perf_counter() - tic)
+            per_scan.append(timings)
+        report.update(scans=len(scans), wall_s=time.perf_counter() - tic_all + load, per_scan=per_scan)
+    report["peak_rss_mib"] = _peak_mib()
+    return report
+
+
+def run_worker(config: str, args: argparse.Namespace, scans: int) -> dict:
+    command = [sys.executable, __file__, "--worker", config, "--scan", args.scan, "--model", args.model,
+               "--device", args.device, "--scans", str(scans), "--out", args.out]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.no_flip:
+        command += ["--no-flip"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{config} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model file (default: the shipped one, else a random default-size net)")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
+    parser.add_argument("--scans", type=int, default=2, help="scans per run (segment_many vs separate processes)")
+    parser.add_argument("--size", type=int, default=256, help="edge of the cubic 1 mm scan")
+    parser.add_argument("--no-flip", action="store_true", help="no flip augmentation")
+    parser.add_argument("--skip-separate", action="store_true", help="do not run the N separate processes")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--scan", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        args.scan = str(tmp / "scan.nii.gz")
+        args.out = str(tmp / "out")
+        scan_text = make_scan(Path(args.scan), args.size)
+        if args.model is None:
+            args.model, shipped = make_model(tmp / "random_model.npz")
+            model_text = (f"shipped model {args.model}" if shipped else
+                          "RANDOMLY INITIALISED default-architecture network (no shipped model)")
+        else:
+            model_text = f"model {args.model}"
+        print(f"scan: {scan_text}; {model_text}; device {args.device}, threads {args.threads}, "
+              f"flip {'off' if args.no_flip else 'on'}")
+        network = run_worker("network", args, 1)
+        many = run_worker("many", args, args.scans)
+        stages = ["load", "preprocess", "network", "postprocess", "write"]
+        steady = many["per_scan"][1:] or many["per_scan"]
+        mean = {k: float(np.mean([t[k] for t in steady])) for k in stages}
+        overhead = mean["load"] + mean["preprocess"] + mean["postprocess"] + mean["write"]
+        passes = 1 if args.no_flip else 2
+        print(f"device used: {many['device']}; network input {network['network_input']}")
+        print(f"model load (once): {many['model_load_s']:.2f} s")
+        print("per scan (mean over scans after the first): " + ", ".join(f"{k} {mean[k]:.2f} s" for k in stages))
+        print(f"network only, one pass: {network['network_pass_s']:.2f} s; x{passes} passes = "
+              f"{passes * network['network_pass_s']:.2f} s")
+        print(f"everything but the network: {overhead:.2f} s = {100 * overhead / mean['network']:.0f} % of the network time")
+        print(f"peak RSS: segment_many {many['peak_rss_mib']:.0f} MiB, network only {network['peak_rss_mib']:.0f} MiB")
+        print(f"{args.scans} scans in one segment_many: {many['wall_s']:.1f} s")
+        report = {"scan": scan_text, "model": model_text, "network": network, "many": many, "mean_per_scan": mean}
+        if not args.skip_separate:
+            tic = time.perf_counter()
+            separate = [run_worker("many", args, 1) for _ in range(args.scans)]
+            wall = time.perf_counter() - tic
+            print(f"{args.scans} separate processes: {wall:.1f} s (incl. interpreter/TensorFlow start-up)")
+            report["separate_wall_s"] = wall
+            report["separate"] = separate
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Command line of the BIDS-App (fMRIPrep's argument names and checks).
+
+``_build_parser()`` only builds the parser; :func:`parse_args` parses, checks the
+arguments against the file system (through ``parser.error``: one line
+``synthseg-bids: error: ...`` on stderr, exit status 2) and returns an
+:class:`~synthseg_bids.workflows.config.AppConfig`. Nothing here imports TensorFlow,
+pybids or Nipype, so ``--help`` and ``--version`` are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+
+__all__ = ["parse_args"]
+
+PROG = "synthseg-bids"
+
+
+def _drop_prefix(prefix: str):
+    def convert(value: str) -> str:
+        value = value.strip()
+        return value[len(prefix):] if value.startswith(prefix) else value
+
+    return convert
+
+
+def _path_exists(parser: argparse.ArgumentParser, kind: str = "any"):
+    def check(value: str) -> Path:
+        path = Path(value).expanduser()
+        if not path.exists():
+            parser.error(f"{kind} does not exist: {value}")
+        if kind == "file" and not path.is_file():
+            parser.error(f"not a file: {value}")
+        if kind == "folder" and not path.is_dir():
+            parser.error(f"not a folder: {value}")
+        return path.absolute()
+
+    return check
+
+
+def _filter_file(parser: argparse.ArgumentParser):
+    def check(value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            parser.error(f"--bids-filter-file: file does not exist: {value}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            parser.error(f"--bids-filter-file: {value} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})")
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            parser.error(f"--bids-filter-file: {value} must hold an object of queries, "
+                         'e.g. {"anat": {"acquisition": "mprage"}}')
+        return json.dumps(data)
+
+    return check
+
+
+def _positive_int(parser: argparse.ArgumentParser, option: str):
+    def check(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            parser.error(f"{option}: not an integer: {value!r}")
+        if number < 1:
+            parser.error(f"{option}: must be >= 1, got {number}")
+        return number
+
+    return check
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    """The BIDS-App argument parser (no checks that touch the file system happen here)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=f"synthseg-bids {__version__}: contrast- and resolution-agnostic brain segmentation "
+        "(SynthSeg's method) of every anatomical scan of a BIDS dataset. Tool subcommands: "
+        "'synthseg-bids segment ...', 'synthseg-bids evaluate ...'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    folder = _path_exists(parser, "folder")
+    file = _path_exists(parser, "file")
+
+    parser.add_argument("bids_dir", type=Path, help="root folder of a BIDS dataset (with dataset_description.json)")
+    parser.add_argument("output_dir", type=Path, help="output folder (a BIDS derivatives dataset)")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        help="'participant' segments scans; 'group' gathers volumes and evaluations")
+    parser.add_argument("--version", action="version", version=f"synthseg-bids {__version__}")
+
+    g_bids = parser.add_argument_group("Options for filtering the BIDS queries")
+    g_bids.add_argument("--participant-label", "--participant_label", dest="participant_label", nargs="+",
+                        type=_drop_prefix("sub-"), metavar="LABEL",
+                        help="subjects to analyse, with or without 'sub-' (default: all)")
+    g_bids.add_argument("--session-label", "--session_label", "--session-id", dest="session_label", nargs="+",
+                        type=_drop_prefix("ses-"), metavar="LABEL",
+                        help="sessions to analyse, with or without 'ses-' (default: all)")
+    g_bids.add_argument("--bids-filter-file", "--bids_filter_file", dest="bids_filters", metavar="FILE",
+                        type=_filter_file(parser),
+                        help='JSON of pybids queries refining the selection, e.g. {"anat": {"suffix": "T1w"}} '
+                        "(default selection: every anat scan of any contrast)")
+    g_bids.add_argument("--skip-bids-validation", "--skip_bids_validation", dest="skip_bids_validation",
+                        action="store_true", help="do not validate the input dataset with pybids")
+
+    g_perf = parser.add_argument_group("Options to handle performance")
+    g_perf.add_argument("--nprocs", "--nthreads", "--n_cpus", "--n-cpus", dest="nprocs",
+                        type=_positive_int(parser, "--nprocs"), default=os.cpu_count() or 1,
+                        help="processes run in parallel (Nipype MultiProc; 1 runs Linear)")
+    g_perf.add_argument("--omp-nthreads", "--omp_nthreads", dest="omp_nthreads",
+                        type=_positive_int(parser, "--omp-nthreads"), default=None,
+                        help="CPU threads per segmentation (default: --nprocs)")
+    g_perf.add_argument("--mem-gb", "--mem_gb", "--mem", dest="mem_gb", type=float, default=0.0,
+                        help="memory limit in GB for the MultiProc scheduler (0: no limit)")
+    g_perf.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="where the network runs ('auto': a GPU if one is visible)")
+    g_perf.add_argument("--use-plugin", "--use_plugin", "--nipype-plugin-file", dest="use_plugin", metavar="FILE",
+                        type=file, help="Nipype plugin settings YAML (e.g. 'plugin: SLURM' with 'plugin_args')")
+
+    g_seg = parser.add_argument_group("Options for the segmentation")
+    g_seg.add_argument("--model", type=file, metavar="FILE", help="model file (.npz; default: the shipped model)")
+    g_seg.add_argument("--write-posteriors", "--write_posteriors", dest="write_posteriors", action="store_true",
+                       help="also write the 4D _probseg map (volume i = row i of dseg.tsv)")
+    g_seg.add_argument("--inference-settings", "--inference_settings", dest="inference_settings", type=file,
+                       metavar="FILE", help="TOML/JSON of prediction settings (flip, postprocess, min_size, "
+                       "qc thresholds...; see synthseg_bids.inference.InferenceSettings)")
+
+    g_group = parser.add_argument_group("Options for the group level")
+    g_group.add_argument("--reference-dir", "--reference_dir", dest="reference_dir", type=folder, metavar="DIR",
+                         help="reference segmentations to score against (default: <bids_dir>/derivatives/manual "
+                         "when it exists)")
+    g_group.add_argument("--compare-dir", "--compare_dir", dest="compare_dir", type=folder, metavar="DIR",
+                         help="another method's segmentations, compared with ours (Wilcoxon, per structure)")
+
+    g_other = parser.add_argument_group("Other options")
+    g_other.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir", type=Path, metavar="DIR",
+                         help="Nipype working folder, reused by re-runs (default: <output_dir>/../work)")
+    g_other.add_argument("--stop-on-first-crash", action="store_true",
+                         help="stop at the first failed scan instead of going on with the others")
+    g_other.add_argument("-v", "--verbose", dest="verbose_count", action="count", default=0,
+                         help="more verbose output (-vv for debugging)")
+    return parser
+
+
+def parse_args(args: Sequence[str] | None = None):
+    """Parse and check the command line; returns an :class:`AppConfig` (exits on errors)."""
+    from ..workflows.config import AppConfig
+
+    parser = _build_parser()
+    opts = parser.parse_args(args)
+
+    bids_dir = opts.bids_dir.expanduser().absolute()
+    output_dir = opts.output_dir.expanduser().absolute()
+    if not bids_dir.exists():
+        parser.error(f"bids_dir does not exist: {opts.bids_dir}")
+    if not bids_dir.is_dir():
+        parser.error(f"bids_dir is not a folder: {opts.bids_dir}")
+    if not (bids_dir / "dataset_description.json").is_file():
+        parser.error(f"bids_dir is not a BIDS dataset (no dataset_description.json): {opts.bids_dir}")
+    if output_dir.resolve() == bids_dir.resolve():
+        parser.error("output_dir must differ from bids_dir")
+    if _inside(output_dir, bids_dir):
+        parser.error(f"output_dir {output_dir} is inside bids_dir; nothing may be written into the input dataset")
+    if output_dir.exists() and not output_dir.is_dir():
+        parser.error(f"output_dir exists and is not a folder: {opts.output_dir}")
+
+    work_dir = opts.work_dir.expanduser().absolute() if opts.work_dir else output_dir.parent / "work"
+    if work_dir is not None and _inside(work_dir, bids_dir):
+        parser.error(f"work_dir {work_dir} is inside bids_dir; nothing may be written there")
+
+    participants = tuple(dict.fromkeys(opts.participant_label or ()))
+    if participants:
+        present = {p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir()}
+        missing = [p for p in participants if p not in present]
+        if missing:
+            parser.error(
+                f"participant label(s) not found in {bids_dir}: {', '.join(missing)} "
+                f"(available: {', '.join(sorted(present)) or 'none'})"
+            )
+    if opts.inference_settings:
+        from ..core.settings import SettingsError
+        from ..inference.settings import InferenceSettings
+
+        try:
+            InferenceSettings.from_file(opts.inference_settings)
+        except SettingsError as err:
+            parser.error(f"--inference-settings: {err}")
+    run_uuid = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
+    return AppConfig(
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        analysis_level=opts.analysis_level,
+        work_dir=work_dir,
+        participant_label=participants,
+        session_label=tuple(dict.fromkeys(opts.session_label or ())),
+        bids_filters=opts.bids_filters or "",
+        model=opts.model,
+        device=opts.device,
+        nprocs=opts.nprocs,
+        omp_nthreads=opts.omp_nthreads or 0,
+        mem_gb=opts.mem_gb,
+        use_plugin=opts.use_plugin,
+        write_posteriors=opts.write_posteriors,
+        inference_settings=opts.inference_settings,
+        skip_bids_validation=opts.skip_bids_validation,
+        reference_dir=opts.reference_dir,
+        compare_dir=opts.compare_dir,
+        stop_on_first_crash=opts.stop_on_first_crash,
+        run_uuid=run_uuid,
+        verbosity=opts.verbose_count,
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,311 @@
+"""Voxel-grid geometry: reorientation, conforming to a resolution, resampling between grids.
+
+Every function takes arrays and affines (voxel -> world, RAS+ mm) and returns arrays and
+affines; nothing is reoriented unless asked. Conventions:
+
+- a *grid* is a ``(shape, affine)`` pair; world coordinates are those of the affine;
+- arrays may carry trailing non-spatial axes (e.g. ``(X, Y, Z, K)`` posteriors): only the
+  first three axes are spatial;
+- :func:`reorient` is exact (axis permutations and flips, no interpolation);
+- :func:`conform` resamples to an (isotropic) voxel size with a cubic spline and keeps the
+  axes' directions (an oblique scan stays oblique: the grid is not rotated);
+- :func:`resample_to_grid` and :func:`resample_posteriors` map data from one grid onto
+  another; when the two grids differ only by axis permutations, flips and whole-voxel
+  shifts they copy voxels exactly instead of interpolating.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from nibabel import orientations
+from scipy import ndimage
+
+from .io import voxel_sizes
+
+__all__ = [
+    "axis_codes",
+    "conform",
+    "grid_mapping",
+    "reorient",
+    "resample_posteriors",
+    "resample_to_grid",
+    "window_affine",
+]
+
+
+def axis_codes(affine: np.ndarray) -> str:
+    """Orientation codes of the voxel axes, e.g. ``'RAS'`` or ``'LIA'``.
+
+    Each letter is the world direction towards which the voxel index along that axis
+    increases (nearest of R/L, A/P, S/I for oblique axes).
+    """
+    return "".join(orientations.aff2axcodes(np.asarray(affine, dtype=float)))
+
+
+def reorient(data: np.ndarray, affine: np.ndarray, codes: str = "RAS") -> tuple[np.ndarray, np.ndarray]:
+    """Permute and flip voxel axes so that they point along ``codes`` (exact, no interpolation).
+
+    Parameters
+    ----------
+    data : ndarray, shape (X, Y, Z, ...)
+        Voxel data; trailing axes beyond the third are carried along unchanged.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine of ``data`` (mm).
+    codes : str
+        Target orientation, three letters (default 'RAS': axis 0 runs left -> right,
+        axis 1 posterior -> anterior, axis 2 inferior -> superior).
+
+    Returns
+    -------
+    data : ndarray
+        A view of the input when possible (copy it before writing to it).
+    affine : ndarray, shape (4, 4)
+        Affine of the reoriented array; every voxel keeps its world position.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    current = orientations.io_orientation(affine)
+    target = orientations.axcodes2ornt(tuple(codes))
+    transform = orientations.ornt_transform(current, target)
+    if np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):
+        return data, affine.copy()
+    new_data = orientations.apply_orientation(data, transform)
+    new_affine = affine @ orientations.inv_ornt_aff(transform, data.shape[:3])
+    return new_data, new_affine
+
+
+def conform(
+    data: np.ndarray,
+    affine: np.ndarray,
+    voxel_size: float = 1.0,
+    *,
+    tolerance: float = 0.05,
+    order: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a 3D image to ``voxel_size`` mm along each axis (same field of view).
+
+    The new grid keeps the direction of each voxel axis and the centre of the field of
+    view; the number of voxels along an axis is ``round(n * size / voxel_size)``. Axes
+    whose voxel size is already within ``tolerance`` mm of ``voxel_size`` are not
+    resampled (their voxel size is kept), so an image already at the target resolution is
+    returned unchanged.
+
+    Parameters
+    ----------
+    data : ndarray, shape (X, Y, Z)
+        Image intensities.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine (mm).
+    voxel_size : float
+        Target voxel size in mm.
+    tolerance : float
+        Voxel sizes within this many mm of ``voxel_size`` are kept as they are.
+    order : int
+        Spline order of :func:`scipy.ndimage.affine_transform` (3: cubic). Values beyond
+        the input's intensity range (spline overshoot) are clipped to that range.
+
+    Returns
+    -------
+    data : ndarray, float32, shape (X', Y', Z')
+    affine : ndarray, shape (4, 4)
+    """
+    if data.ndim != 3:
+        raise ValueError(f"conform expects a 3D array, got shape {data.shape}")
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    affine = np.asarray(affine, dtype=np.float64)
+    zooms = voxel_sizes(affine)
+    keep = np.abs(zooms - voxel_size) <= tolerance
+    if np.all(keep):
+        return np.asarray(data, dtype=np.float32), affine.copy()
+    shape = np.array(data.shape)
+    step = np.where(keep, 1.0, voxel_size / zooms)  # new voxel step in old voxel units
+    new_shape = np.where(keep, shape, np.maximum(1, np.rint(shape / step))).astype(int)
+    offset = (shape - 1) / 2 - (new_shape - 1) / 2 * step  # centres of the fields of view coincide
+    new_to_old = np.eye(4)
+    new_to_old[:3, :3] = np.diag(step)
+    new_to_old[:3, 3] = offset
+    source = np.asarray(data, dtype=np.float32)
+    out = ndimage.affine_transform(
+        source, step, offset=offset, output_shape=tuple(new_shape), order=order, mode="nearest", output=np.float32
+    )
+    if order > 1:
+        np.clip(out, source.min(), source.max(), out=out)
+    return out, affine @ new_to_old
+
+
+def window_affine(affine: np.ndarray, start: Sequence[int]) -> np.ndarray:
+    """Affine of the sub-array starting at voxel ``start`` (may be negative: padding)."""
+    shift = np.eye(4)
+    shift[:3, 3] = np.asarray(start, dtype=float)
+    return np.asarray(affine, dtype=np.float64) @ shift
+
+
+def grid_mapping(source_affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
+    """Matrix mapping target voxel indices to source voxel indices (4x4, homogeneous)."""
+    return np.linalg.solve(np.asarray(source_affine, dtype=np.float64), np.asarray(target_affine, dtype=np.float64))
+
+
+def resample_to_grid(
+    data: np.ndarray,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    *,
+    order: int = 1,
+    cval: float | Sequence[float] = 0.0,
+) -> np.ndarray:
+    """Resample ``data`` onto the grid ``(shape, target_affine)``.
+
+    Parameters
+    ----------
+    data : ndarray, shape (X, Y, Z) or (X, Y, Z, K)
+        Source data; each of the K channels is resampled with the same coordinates.
+    affine : ndarray, shape (4, 4)
+        Source voxel-to-world affine.
+    shape : sequence of 3 int
+        Target spatial shape.
+    target_affine : ndarray, shape (4, 4)
+        Target voxel-to-world affine.
+    order : int
+        Spline order (0 nearest, 1 trilinear, 3 cubic).
+    cval : float or sequence of K floats
+        Value given to target voxels outside the source grid (one per channel allowed).
+
+    Returns
+    -------
+    ndarray, shape ``(*shape, K)`` or ``shape``, float32 (``data``'s dtype for exact copies)
+    """
+    shape = tuple(int(s) for s in shape)
+    channels = data.shape[3:]
+    cvals = np.broadcast_to(np.asarray(cval, dtype=float), (int(np.prod(channels)),))
+    mapping = grid_mapping(affine, target_affine)
+    exact = _exact_mapping(mapping)
+    if exact is not None:
+        return _copy_exact(data, shape, exact, cvals)
+    out = np.empty(shape + channels, dtype=np.float32)
+    flat_in = data.reshape(data.shape[:3] + (-1,))
+    flat_out = out.reshape(shape + (-1,))
+    for k in range(flat_in.shape[3]):
+        ndimage.affine_transform(
+            np.asarray(flat_in[..., k], dtype=np.float32),
+            mapping,
+            output_shape=shape,
+            output=flat_out[..., k],
+            order=order,
+            mode="constant",
+            cval=float(cvals[k]),
+        )
+    return out
+
+
+def resample_posteriors(
+    posteriors: np.ndarray,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    *,
+    keep_posteriors: bool = False,
+    background: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resample posteriors trilinearly onto another grid, then take the argmax there.
+
+    Target voxels outside the source grid are background (posterior 1 in channel
+    ``background``). Without ``keep_posteriors`` only a running maximum is kept, so the
+    memory used is two target-sized arrays whatever the number of channels.
+
+    Parameters
+    ----------
+    posteriors : ndarray, shape (X, Y, Z, K)
+        Class probabilities on the source grid.
+    affine : ndarray, shape (4, 4)
+        Source affine.
+    shape, target_affine
+        Target grid.
+    keep_posteriors : bool
+        Also return the resampled posteriors, float32 ``(*shape, K)``.
+    background : int
+        Channel of the background class.
+
+    Returns
+    -------
+    index : ndarray, int32, shape ``shape``
+        Channel of the largest resampled posterior at each target voxel (ties: lowest).
+    posteriors : ndarray or None
+    """
+    shape = tuple(int(s) for s in shape)
+    n_channels = posteriors.shape[3]
+    cvals = np.zeros(n_channels)
+    cvals[background] = 1.0
+    if keep_posteriors:
+        resampled = resample_to_grid(posteriors, affine, shape, target_affine, order=1, cval=cvals)
+        return np.argmax(resampled, axis=-1).astype(np.int32), resampled.astype(np.float32, copy=False)
+    mapping = grid_mapping(affine, target_affine)
+    exact = _exact_mapping(mapping)
+    if exact is not None:
+        index = np.argmax(posteriors, axis=-1).astype(np.int32)
+        return _copy_exact(index, shape, exact, np.array([background])), None
+    best = np.full(shape, -1.0, dtype=np.float32)
+    index = np.zeros(shape, dtype=np.int32)
+    channel = np.empty(shape, dtype=np.float32)
+    for k in range(n_channels):
+        ndimage.affine_transform(
+            np.asarray(posteriors[..., k], dtype=np.float32),
+            mapping,
+            output_shape=shape,
+            output=channel,
+            order=1,
+            mode="constant",
+            cval=float(cvals[k]),
+        )
+        better = channel > best
+        best[better] = channel[better]
+        index[better] = k
+    return index, None
+
+
+def _exact_mapping(mapping: np.ndarray, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(source axis of each target axis, sign, offset)`` when ``mapping`` only permutes,
+    flips and shifts voxel axes by whole voxels; ``None`` otherwise."""
+    linear = mapping[:3, :3]
+    rounded = np.rint(linear)
+    offset = mapping[:3, 3]
+    if not (np.allclose(linear, rounded, atol=atol) and np.allclose(offset, np.rint(offset), atol=atol)):
+        return None
+    if not (np.all(np.abs(rounded).sum(axis=0) == 1) and np.all(np.abs(rounded).sum(axis=1) == 1)):
+        return None
+    source_axis = np.argmax(np.abs(rounded), axis=0)  # target axis j reads source axis source_axis[j]
+    sign = rounded[source_axis, np.arange(3)].astype(int)
+    return source_axis, sign, np.rint(offset).astype(int)
+
+
+def _copy_exact(
+    data: np.ndarray, shape: tuple[int, ...], exact: tuple[np.ndarray, np.ndarray, np.ndarray], cvals: np.ndarray
+) -> np.ndarray:
+    """Target array by voxel copies (see :func:`_exact_mapping`); uncovered voxels get ``cvals``."""
+    source_axis, sign, offset = exact
+    channels = data.shape[3:]
+    out = np.empty(shape + channels, dtype=data.dtype)
+    out[...] = cvals.reshape(channels) if channels else cvals[0]
+    # source index along source_axis[j] = sign[j] * target index j + offset[source_axis[j]]
+    moved = np.transpose(data, tuple(source_axis) + tuple(range(3, data.ndim)))
+    target_slices, source_slices = [], []
+    for j in range(3):
+        length = data.shape[source_axis[j]]
+        t0 = offset[source_axis[j]]
+        if sign[j] > 0:  # source = t + t0
+            lo, hi = max(0, -t0), min(shape[j], length - t0)
+            target_slices.append(slice(lo, max(lo, hi)))
+            source_slices.append(slice(lo + t0, max(lo, hi) + t0))
+        else:  # source = t0 - t
+            lo, hi = max(0, t0 - length + 1), min(shape[j], t0 + 1)
+            if hi <= lo:
+                target_slices.append(slice(0, 0))
+                source_slices.append(slice(0, 0))
+                continue
+            target_slices.append(slice(lo, hi))
+            stop = t0 - hi
+            source_slices.append(slice(t0 - lo, stop if stop >= 0 else None, -1))
+    out[tuple(target_slices)] = moved[tuple(source_slices)]
+    return out

@@ -1,0 +1,62 @@
+"""Structure volumes in mm^3 from posteriors (soft counts) or label maps (voxel counts).
+
+As SynthSeg, the volume of a structure from posteriors is the sum of its posterior over
+all voxels times the voxel volume, which is more precise than counting argmax voxels at
+boundaries. The total intracranial volume is the sum over every non-background structure
+of the table (CSF included).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .labels import LabelTable
+
+__all__ = ["TOTAL_INTRACRANIAL", "voxel_volume", "volumes_from_labels", "volumes_from_posteriors"]
+
+#: Key of the total intracranial volume in the dictionaries returned here.
+TOTAL_INTRACRANIAL = "total intracranial"
+
+
+def voxel_volume(affine: np.ndarray) -> float:
+    """Volume of one voxel in mm^3 (absolute determinant of the affine's linear part)."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])))
+
+
+def _with_total(per_channel: np.ndarray, table: LabelTable) -> dict[str, float]:
+    foreground = table.values != 0
+    volumes = {name: float(v) for name, v, fg in zip(table.names, per_channel, foreground) if fg}
+    volumes[TOTAL_INTRACRANIAL] = float(per_channel[foreground].sum())
+    return volumes
+
+
+def volumes_from_posteriors(posteriors: np.ndarray, affine: np.ndarray, table: LabelTable) -> dict[str, float]:
+    """Volume (mm^3) of each non-background structure from its posterior, plus the total.
+
+    Parameters
+    ----------
+    posteriors : ndarray, shape (X, Y, Z, K)
+        Class probabilities, channel ``k`` being ``table.structures[k]``.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world affine of the posteriors' grid (gives the voxel volume).
+    table : LabelTable
+
+    Returns
+    -------
+    dict
+        ``{structure name: mm^3}`` in channel order (background left out), then
+        :data:`TOTAL_INTRACRANIAL`.
+    """
+    if posteriors.ndim != 4 or posteriors.shape[3] != len(table):
+        raise ValueError(f"posteriors of shape {posteriors.shape} do not have the table's {len(table)} channels")
+    sums = posteriors.reshape(-1, posteriors.shape[3]).sum(axis=0, dtype=np.float64)
+    return _with_total(sums * voxel_volume(affine), table)
+
+
+def volumes_from_labels(labels: np.ndarray, affine: np.ndarray, table: LabelTable) -> dict[str, float]:
+    """Volume (mm^3) of each non-background structure of a label map (voxel count x voxel volume).
+
+    Label values must all be in ``table`` (``ValueError`` otherwise).
+    """
+    counts = np.bincount(table.index_of(np.asarray(labels).ravel()), minlength=len(table))
+    return _with_total(counts * voxel_volume(affine), table)

@@ -1,0 +1,87 @@
+"""Choose the device and CPU threads of TensorFlow, once per process.
+
+TensorFlow fixes its visible devices and thread pools when it initialises (the first
+operation run). :func:`configure_device` must therefore be called before any model is
+built or run; :class:`~synthseg_bids.inference.Segmenter` calls it before loading its
+model. Calling it again with the same choice is harmless; asking for a different
+choice after initialisation raises :class:`DeviceError` (restart the process instead).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DeviceError", "configure_device", "visible_gpus"]
+
+_configured: tuple[str, int | None, str] | None = None
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used (no GPU, or TensorFlow already initialised)."""
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs TensorFlow can see (physical devices; does not initialise TF)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
+def configure_device(device: str = "auto", threads: int | None = None) -> str:
+    """Make TensorFlow run on ``device`` with ``threads`` CPU threads.
+
+    Parameters
+    ----------
+    device : {'auto', 'cpu', 'gpu'}
+        'cpu' hides every GPU from TensorFlow; 'gpu' requires one; 'auto' uses a GPU
+        when one is visible. GPUs get on-demand memory allocation (memory growth), so
+        several processes can share a card.
+    threads : int or None
+        Intra-op and inter-op thread pool sizes (``None``: TensorFlow's defaults).
+
+    Returns
+    -------
+    str
+        'gpu' or 'cpu': the device actually used.
+
+    Raises
+    ------
+    DeviceError
+        ``device='gpu'`` with no GPU visible, a Keras backend other than TensorFlow, or a
+        different choice than an earlier call once TensorFlow has initialised.
+    """
+    global _configured
+    if device not in ("auto", "cpu", "gpu"):
+        raise DeviceError(f"unknown device {device!r}; use 'auto', 'cpu' or 'gpu'")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise DeviceError(f"device selection needs the TensorFlow Keras backend, not {keras.backend.backend()!r}")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise DeviceError("device 'gpu' was requested but TensorFlow sees no GPU (check CUDA drivers, CUDA_VISIBLE_DEVICES)")
+    used = "gpu" if gpus and device != "cpu" else "cpu"
+    choice = (device, threads, used)
+    if _configured is not None:
+        if _configured[1:] != choice[1:]:
+            raise DeviceError(
+                f"TensorFlow is already set up for {_configured[2]} with threads={_configured[1]}; "
+                f"cannot switch to {used} with threads={threads} in the same process"
+            )
+        return used
+    try:
+        if device == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")
+        elif used == "gpu":
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        if threads is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as err:
+        raise DeviceError(
+            f"cannot set device {device!r} / threads={threads}: TensorFlow is already initialised in this "
+            f"process ({err}); choose them before any TensorFlow work"
+        ) from None
+    _configured = choice
+    return used

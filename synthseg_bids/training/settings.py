@@ -1,0 +1,151 @@
+"""Settings of the training loops (stored in model files and checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.settings import Settings, SettingsError
+from ..network.settings import DTYPE_POLICIES
+from .losses import LOSSES
+
+__all__ = ["AugmentationSettings", "TrainingSettings"]
+
+_JIT = ("auto", "on", "off")
+_SAVE_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class TrainingSettings(Settings):
+    """Optimisation schedule (defaults: SynthSeg's tutorial schedule, 1000-step epochs).
+
+    Attributes
+    ----------
+    epochs : int
+        Total epochs, the weighted-L2 warm-up included.
+    wl2_epochs : int
+        First epochs trained with the weighted-L2 loss on the logits (SynthSeg's warm-up);
+        the optimiser is restarted when the main loss takes over, as in the original.
+    steps_per_epoch : int
+        Optimiser steps per epoch (one checkpoint per ``checkpoint_every`` epochs).
+    batch_size : int
+        Label maps (synthetic) or image crops (supervised) per step. SynthSeg: 1.
+    learning_rate : float
+        Adam learning rate. SynthSeg: 1e-4.
+    lr_decay : float
+        Inverse-time decay: ``lr / (1 + lr_decay * e)`` with ``e`` the epochs completed in
+        the current phase (0: constant, as SynthSeg).
+    loss : str
+        Main loss after the warm-up: 'dice' (SynthSeg), 'cross_entropy' or
+        'dice+cross_entropy' (see :mod:`synthseg_bids.training.losses`).
+    class_weights : tuple of float or None
+        Per-label weights of the cross-entropy (``None``: all 1).
+    wl2_target : float
+        Target logit magnitude of the warm-up loss. SynthSeg: 5.
+    seed : int
+        Seeds the weight initialisation, the host choice of label maps and the
+        generator's random stream.
+    checkpoint_every : int
+        Save ``checkpoints/epoch_NNNN.npz`` every this many epochs (and after the last).
+    keep_checkpoints : int
+        Keep only the newest this many checkpoints (0: keep all, needed to validate them all).
+    jit_compile : str
+        'auto' (Keras decides; XLA on JAX), 'on' or 'off'.
+    mixed_precision : str
+        'float32', 'mixed_bfloat16' or 'mixed_float16' (loss scaling added) compute policy
+        of the U-Net; the generator, the softmax and the losses stay float32.
+    save_dtype : str
+        Storage of the final ``model.npz`` weights: 'float32' or 'float16' (half the size).
+    """
+
+    epochs: int = 505
+    wl2_epochs: int = 5
+    steps_per_epoch: int = 1000
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    lr_decay: float = 0.0
+    loss: str = "dice"
+    class_weights: tuple[float, ...] | None = None
+    wl2_target: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 0
+    jit_compile: str = "auto"
+    mixed_precision: str = "float32"
+    save_dtype: str = "float32"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise SettingsError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.wl2_epochs <= self.epochs:
+            raise SettingsError(f"wl2_epochs must be in 0..epochs ({self.epochs}), got {self.wl2_epochs}")
+        if self.steps_per_epoch < 1:
+            raise SettingsError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.batch_size < 1:
+            raise SettingsError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise SettingsError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_decay < 0:
+            raise SettingsError(f"lr_decay must be >= 0, got {self.lr_decay}")
+        if self.loss not in LOSSES:
+            raise SettingsError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.class_weights is not None and any(not w >= 0 for w in self.class_weights):
+            raise SettingsError("class_weights must be >= 0")
+        if not self.wl2_target > 0:
+            raise SettingsError(f"wl2_target must be > 0, got {self.wl2_target}")
+        if self.checkpoint_every < 1:
+            raise SettingsError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.keep_checkpoints < 0:
+            raise SettingsError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        if self.jit_compile not in _JIT:
+            raise SettingsError(f"jit_compile must be one of {', '.join(_JIT)}, got {self.jit_compile!r}")
+        if self.mixed_precision not in DTYPE_POLICIES:
+            raise SettingsError(
+                f"mixed_precision must be one of {', '.join(DTYPE_POLICIES)}, got {self.mixed_precision!r}"
+            )
+        if self.save_dtype not in _SAVE_DTYPES:
+            raise SettingsError(f"save_dtype must be one of {', '.join(_SAVE_DTYPES)}, got {self.save_dtype!r}")
+
+    def phase_of(self, epoch: int) -> str:
+        """'wl2' or 'main' for the 0-based ``epoch``."""
+        return "wl2" if epoch < self.wl2_epochs else "main"
+
+    @property
+    def keras_jit_compile(self) -> bool | str:
+        """The value for ``keras.Model.compile(jit_compile=...)``."""
+        return {"auto": "auto", "on": True, "off": False}[self.jit_compile]
+
+
+@dataclass(frozen=True)
+class AugmentationSettings(Settings):
+    """Light augmentation and cropping for supervised training on real images.
+
+    Attributes
+    ----------
+    crop_shape : tuple of 3 int
+        Random crop size (each a multiple of the network's ``2 ** (n_levels - 1)``);
+        smaller images are zero-padded.
+    flip : bool
+        Random left-right flip (array axis 0 after reorientation to RAS) with the left
+        and right labels swapped.
+    intensity_scale_std : float
+        Standard deviation of the log of a random intensity factor.
+    gamma_std : float
+        Standard deviation of the log of a random gamma exponent (on [0, 1] intensities).
+    unknown_labels : str
+        Label values not in the label table: 'error' (default) or 'background'.
+        Values listed in ``core.labels.EXTRA_LABEL_MERGES`` are always merged.
+    """
+
+    crop_shape: tuple[int, int, int] = (160, 160, 160)
+    flip: bool = True
+    intensity_scale_std: float = 0.1
+    gamma_std: float = 0.2
+    unknown_labels: str = "error"
+
+    def validate(self) -> None:
+        if len(self.crop_shape) != 3 or any(int(s) != s or s < 1 for s in self.crop_shape):
+            raise SettingsError(f"crop_shape must be 3 positive integers, got {self.crop_shape!r}")
+        if self.intensity_scale_std < 0 or self.gamma_std < 0:
+            raise SettingsError("intensity_scale_std and gamma_std must be >= 0")
+        if self.unknown_labels not in ("error", "background"):
+            raise SettingsError(f"unknown_labels must be 'error' or 'background', got {self.unknown_labels!r}")

@@ -1,0 +1,120 @@
+"""Segmentation of one scan, embeddable in fMRIPrep-style pipelines."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from ..interfaces.reports import SegmentationFigure
+from ..interfaces.segmentation import SynthSeg
+from ..interfaces.volumes import VolumesTable
+
+__all__ = ["init_segmentation_wf"]
+
+
+def init_segmentation_wf(
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    omp_nthreads: int = 0,
+    write_posteriors: bool = False,
+    mem_gb: float = 2.0,
+    inference_settings: dict | None = None,
+    name: str = "segmentation_wf",
+):
+    """Segment one anatomical scan of any contrast, and compute volumes, QC and a figure.
+
+    Nothing is written outside the workflow's working folder: connect the outputs to
+    a sink (:func:`~synthseg_bids.workflows.outputs.init_derivatives_wf`) or to further
+    processing.
+
+    Workflow Graph
+        .. workflow::
+            :graph2use: orig
+            :simple_form: yes
+
+            from synthseg_bids.workflows.segmentation import init_segmentation_wf
+            wf = init_segmentation_wf()
+
+    Parameters
+    ----------
+    model : str, optional
+        Model file (``.npz``); ``None`` uses the model shipped with the package.
+    device : {'auto', 'cpu', 'gpu'}
+        Where the network runs.
+    omp_nthreads : int
+        TensorFlow threads of the segmentation node (0: TensorFlow's default), also its
+        ``n_procs`` for the MultiProc scheduler.
+    write_posteriors : bool
+        Also output the 4D posteriors.
+    mem_gb : float
+        Memory estimate of the segmentation node, for the MultiProc scheduler.
+    inference_settings : dict, optional
+        Other :class:`~synthseg_bids.inference.InferenceSettings` fields (flip,
+        postprocess, min_size...).
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    in_file
+        The scan (NIfTI or MGZ), any contrast and resolution.
+    source_file
+        BIDS source name used to label the volumes table (default: ``in_file``).
+
+    Outputs
+    -------
+    out_dseg
+        Label map on the scan's grid (FreeSurfer values).
+    out_probseg
+        4D posteriors (only with ``write_posteriors``).
+    out_volumes
+        One-row TSV: QC flag and scores, structure volumes (mm^3).
+    out_results
+        JSON with volumes, QC, label table and model.
+    out_figure
+        PNG of the segmentation over the scan.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "source_file"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["out_dseg", "out_probseg", "out_volumes", "out_results", "out_figure"]),
+        name="outputnode",
+    )
+    segment = pe.Node(
+        SynthSeg(device=device, tf_threads=omp_nthreads, write_posteriors=write_posteriors),
+        name="segment",
+        n_procs=max(1, omp_nthreads),
+        mem_gb=mem_gb,
+    )
+    if model:
+        segment.inputs.model = str(model)
+    if inference_settings:
+        segment.inputs.settings = dict(inference_settings)
+    # source_file defaults to in_file when not connected
+    pick_source = pe.Node(niu.Function(function=_pick_source, output_names=["source_file"]), name="pick_source",
+                          run_without_submitting=True)
+    volumes = pe.Node(VolumesTable(), name="volumes", run_without_submitting=True)
+    figure = pe.Node(SegmentationFigure(), name="figure")
+
+    workflow.connect([
+        (inputnode, segment, [("in_file", "in_file")]),
+        (inputnode, pick_source, [("in_file", "in_file"), ("source_file", "source_file")]),
+        (segment, volumes, [("out_results", "in_results")]),
+        (pick_source, volumes, [("source_file", "source_file")]),
+        (inputnode, figure, [("in_file", "in_file")]),
+        (segment, figure, [("out_dseg", "in_dseg")]),
+        (segment, outputnode, [("out_dseg", "out_dseg"), ("out_results", "out_results")]),
+        (volumes, outputnode, [("out_tsv", "out_volumes")]),
+        (figure, outputnode, [("out_figure", "out_figure")]),
+    ])  # fmt: skip
+    if write_posteriors:
+        workflow.connect(segment, "out_probseg", outputnode, "out_probseg")
+    return workflow
+
+
+def _pick_source(in_file, source_file=None):
+    """``source_file`` if set, else ``in_file`` (Nipype passes unset inputs as Undefined)."""
+    from nipype.interfaces.base import isdefined
+
+    return source_file if source_file and isdefined(source_file) else in_file

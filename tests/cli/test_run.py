@@ -1,0 +1,293 @@
+"""End-to-end tests of the BIDS-App (``synthseg-bids bids_dir output_dir participant|group``).
+
+One participant run on a generated dataset (two subjects; sub-01 with two sessions and a
+T2w; 40^3 scans at 1 mm, sub-02 anisotropic) with a tiny random-weight model is shared by
+the tests of this module; the segmentations are nonsense, the pipeline, files and names
+are what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthseg_bids.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SCANS = {
+    "sub-01/ses-1/anat/sub-01_ses-1_desc-synthsegT1w": "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz",
+    "sub-01/ses-1/anat/sub-01_ses-1_desc-synthsegT2w": "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz",
+    "sub-01/ses-2/anat/sub-01_ses-2_desc-synthsegT1w": "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz",
+    "sub-02/anat/sub-02_desc-synthsegT1w": "sub-02/anat/sub-02_T1w.nii.gz",
+}
+#: Fast prediction for tests: no flip, no post-processing, small network input.
+FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
+
+
+def _validator():
+    return shutil.which("bids-validator-deno") or shutil.which("bids-validator")
+
+
+def validator_errors(folder: Path) -> list[str]:
+    proc = subprocess.run([_validator(), str(folder), "--format", "json"], capture_output=True, text=True)
+    issues = json.loads(proc.stdout)["issues"]["issues"]
+    return [f"{i['code']} {i.get('location')}" for i in issues if i["severity"] == "error"]
+
+
+def tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The example dataset at 1 mm / 40^3, a tiny model, fast settings."""
+    from synthseg_bids.cli.example_data import make_example_dataset
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
+
+    root = tmp_path_factory.mktemp("bidsapp")
+    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(40, 40, 40))
+    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
+    model = save_model(root / "tiny.npz", build_unet(settings, 33, seed=0),
+                       ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
+    fast = root / "fast.toml"
+    fast.write_text(FAST_TOML)
+    return {"root": root, "bids": bids, "model": Path(model), "fast": fast}
+
+
+def run_app(data, out, *args, level="participant"):
+    argv = [str(data["bids"]), str(out), level, "--model", str(data["model"]), "--nprocs", "1",
+            "--inference-settings", str(data["fast"]), "-w", str(data["root"] / f"work_{out.name}"), *args]
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def first_run(data):
+    before = tree(data["bids"])
+    out = data["root"] / "out"
+    rc = run_app(data, out, "--write-posteriors")
+    return {"rc": rc, "out": out, "bids_before": before}
+
+
+def test_input_dataset_is_valid_bids(data):
+    if not _validator():
+        pytest.skip("bids-validator-deno not installed (pip install bids-validator-deno)")
+    assert validator_errors(data["bids"]) == []
+
+
+def test_participant_run_writes_bids_derivatives(data, first_run):
+    out = first_run["out"]
+    assert first_run["rc"] == 0
+    assert tree(data["bids"]) == first_run["bids_before"], "the input dataset was modified"
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "synthseg-bids"
+    assert description["GeneratedBy"][0]["Version"]
+    assert (out / "dseg.tsv").read_text().startswith("index\tname")
+    for stem, source in SCANS.items():
+        dseg = out / f"{stem}_dseg.nii.gz"
+        src = nib.load(data["bids"] / source)
+        seg = nib.load(dseg)
+        assert seg.shape == src.shape and np.allclose(seg.affine, src.affine, atol=1e-4), stem
+        probseg = nib.load(out / f"{stem}_probseg.nii.gz")
+        assert probseg.shape == (*src.shape, 33)
+        assert json.loads((out / f"{stem}_dseg.json").read_text())["Sources"] == [f"bids:raw:{source}"]
+        meta = json.loads((out / f"{stem}_volumes.json").read_text())
+        assert meta["ModelSHA256"] and meta["SourceFile"]["sha256"] and "Config" in meta
+        table = pd.read_csv(out / f"{stem}_volumes.tsv", sep="\t")
+        assert len(table) == 1 and table.loc[0, "source"] == Path(source).name
+        subject = stem.split("/")[0]
+        assert (out / subject / "figures" / f"{Path(stem).name}_dseg.png").stat().st_size > 1000
+    for subject in ("sub-01", "sub-02"):
+        report = (out / f"{subject}.html").read_text()
+        assert "figures/" in report and "Billot" in report and "Volumes" in report
+    assert list((out / "logs").glob("*/config.toml"))
+
+
+def test_derivatives_pass_the_bids_validator(first_run):
+    if not _validator():
+        pytest.skip("bids-validator-deno not installed (pip install bids-validator-deno)")
+    assert validator_errors(first_run["out"]) == []
+
+
+def test_pybids_indexes_the_derivatives(first_run):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(first_run["out"], validate=False)
+    dsegs = layout.get(suffix="dseg", extension=".nii.gz")
+    assert len(dsegs) == 4
+    t2 = layout.get(suffix="dseg", desc="synthsegT2w", extension=".nii.gz")
+    assert [f.get_entities()["session"] for f in t2] == ["1"]
+    raw = BIDSLayout(first_run["out"].parent / "bids", derivatives=str(first_run["out"]), validate=False)
+    assert len(raw.get(scope="derivatives", suffix="dseg", extension=".nii.gz")) == 4
+
+
+def test_second_run_does_no_work(data, first_run, capsys):
+    out = first_run["out"]
+    before = tree(out / "sub-01")
+    rc = run_app(data, out, "--write-posteriors", "-v")
+    assert rc == 0
+    assert tree(out / "sub-01") == before
+    assert "4 already done, 0 to segment" in capsys.readouterr().err
+
+
+def test_report_renders_in_headless_chromium(first_run, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    png = tmp_path / "shot.png"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,900", f"--screenshot={png}",
+           (first_run["out"] / "sub-01.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert png.is_file(), "chromium wrote no screenshot"
+    pixels = np.asarray(__import__("matplotlib.image", fromlist=["imread"]).imread(png))[..., :3]
+    # the figures have a black background and coloured labels: many distinct colours
+    assert pixels.std() > 0.05
+    assert len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+
+
+def test_participant_label_selects(data):
+    out = data["root"] / "out_label"
+    assert run_app(data, out, "--participant-label", "sub-02") == 0
+    assert sorted(p.name for p in out.glob("sub-*") if p.is_dir()) == ["sub-02"]
+    assert (out / "sub-02.html").exists() and not (out / "sub-01.html").exists()
+
+
+def test_corrupt_scan_fails_alone(data, tmp_path, capsys):
+    bids = tmp_path / "bids"
+    shutil.copytree(data["bids"], bids)
+    bad = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:400])  # truncated gzip
+    out = tmp_path / "out"
+    argv = [str(bids), str(out), "participant", "--model", str(data["model"]), "--nprocs", "1",
+            "--inference-settings", str(data["fast"]), "-w", str(tmp_path / "work"), "--skip-bids-validation"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "sub-02_T1w.nii.gz" in ln and "error" in ln)
+    assert line.startswith("synthseg-bids: error: sub-02/anat/sub-02_T1w.nii.gz:") and "crash file" in line
+    assert len(list(out.rglob("*_dseg.nii.gz"))) == 3
+    assert list((out / "logs").glob("*/crash-*"))
+    assert "sub-02_T1w.nii.gz" in (out / "sub-02.html").read_text()
+
+
+def test_group_level(data, first_run, tmp_path):
+    out = first_run["out"]
+    reference = tmp_path / "manual"
+    other = tmp_path / "other"
+    rng = np.random.default_rng(0)
+    reference.mkdir()
+    other.mkdir()
+    for stem in SCANS:
+        if "T2w" in stem:
+            continue
+        img = nib.load(out / f"{stem}_dseg.nii.gz")
+        name = Path(stem).name.replace("_desc-synthsegT1w", "")
+        nib.save(img, reference / f"{name}_dseg.nii.gz")
+        noisy = np.asarray(img.dataobj).copy()
+        noisy[rng.random(noisy.shape) < 0.05] = 0
+        nib.save(nib.Nifti1Image(noisy, img.affine), other / f"{name}_T1w_other.nii.gz")
+    rc = run_app(data, out, "--reference-dir", str(reference), "--compare-dir", str(other), level="group")
+    assert rc == 0
+    group = out / "group"
+    volumes = pd.read_csv(group / "volumes.tsv", sep="\t")
+    assert len(volumes) == 4
+    summary = pd.read_csv(group / "summary.tsv", sep="\t")
+    assert {"contrast", "structure", "mean", "std"} <= set(summary.columns)
+    assert (group / "outliers.tsv").exists()
+    scores = pd.read_csv(group / "evaluation_scores.tsv", sep="\t")
+    assert set(scores["metric"]) >= {"dice", "hd95"}
+    comparison = pd.read_csv(group / "comparison.tsv", sep="\t")
+    assert {"structure", "p", "p_corrected"} <= set(comparison.columns)
+
+
+# -- bad input: one-line errors, non-zero exit, nothing written into bids_dir -----------------
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "bids_dir does not exist"),
+        ("not_bids", "not a BIDS dataset"),
+        ("out_inside", "inside bids_dir"),
+        ("same", "must differ"),
+        ("unknown_label", "participant label(s) not found"),
+        ("bad_filter", "is not valid JSON"),
+    ],
+)
+def test_bad_input(data, tmp_path, capsys, case, expected):
+    bids = tmp_path / "bids"
+    shutil.copytree(data["bids"], bids)
+    out = tmp_path / "out"
+    extra = []
+    if case == "missing":
+        bids = tmp_path / "nowhere"
+    elif case == "not_bids":
+        (bids / "dataset_description.json").unlink()
+    elif case == "out_inside":
+        out = bids / "derivatives" / "synthseg"
+    elif case == "same":
+        out = bids
+    elif case == "unknown_label":
+        extra = ["--participant-label", "03"]
+    elif case == "bad_filter":
+        bad = tmp_path / "filter.json"
+        bad.write_text('{"anat": {"suffix": "T1w",}}')
+        extra = ["--bids-filter-file", str(bad)]
+    before = tree(bids) if bids.exists() else {}
+    rc = main([str(bids), str(out), "participant", "--model", str(data["model"]), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert err[-1].startswith("synthseg-bids: error: ") and expected in err[-1]
+    assert (tree(bids) if bids.exists() else {}) == before
+    assert not out.exists() or out == bids
+
+
+def test_bids_filter_file_selects(data, tmp_path):
+    from synthseg_bids.cli.bids import collect_scans
+
+    scans = collect_scans(data["bids"], bids_filters='{"anat": {"suffix": "T2w"}}')
+    assert {s: [Path(p).name for p in v] for s, v in scans.items()} == {"01": ["sub-01_ses-1_T2w.nii.gz"], "02": []}
+    scans = collect_scans(data["bids"], session_label=("2",))
+    assert [Path(p).name for p in scans["01"]] == ["sub-01_ses-2_T1w.nii.gz"]
+
+
+def _cli_env():
+    env = dict(os.environ, NIPYPE_NO_ET="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _cli_prefix():
+    exe = shutil.which("synthseg-bids")
+    return [exe] if exe else [sys.executable, "-m", "synthseg_bids.cli.main"]
+
+
+def test_help_and_version_are_fast_without_tensorflow():
+    code = ("import sys; from synthseg_bids.cli.main import main\n"
+            "for a in (['--version'], ['--help']):\n    assert main(a) == 0\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_cli_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "synthseg-bids 0." in proc.stdout and "--participant-label" in proc.stdout
+    assert "--omp-nthreads" in proc.stdout and "--use-plugin" in proc.stdout
+
+
+@pytest.mark.slow
+def test_console_script_end_to_end(data, tmp_path):
+    out = tmp_path / "out"
+    cmd = [*_cli_prefix(), str(data["bids"]), str(out), "participant", "--participant-label", "02",
+           "--model", str(data["model"]), "--nprocs", "2", "--omp-nthreads", "1",
+           "--inference-settings", str(data["fast"]), "-w", str(tmp_path / "work")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "sub-02" / "anat" / "sub-02_desc-synthsegT1w_dseg.nii.gz").exists()
+    assert (out / "sub-02.html").exists()
