@@ -29,7 +29,7 @@ BIDS_VERSION = "1.10.0"
 #: anat suffixes that are derivatives or masks, never segmented.
 EXCLUDED_SUFFIXES = {"dseg", "probseg", "mask", "defacemask", "roi", "label"}
 #: Files in the derivatives folder that are not BIDS (ignored by the validator).
-BIDSIGNORE = ["logs/", "group/", "*.html", "sub-*/figures/", "*_volumes.tsv", "*_volumes.json"]
+BIDSIGNORE = ["logs/", "group/", "*.html", "sub-*/figures", "*_volumes.tsv", "*_volumes.json"]
 
 
 class BIDSError(ValueError):

@@ -197,7 +197,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if args.crop is not None:
         crop = tuple(args.crop) * 3 if len(args.crop) == 1 else tuple(args.crop)
         changes["crop"] = crop
-        changes["min_size"] = min(InferenceSettings().min_size, *crop)
     return InferenceSettings.fast(**changes) if args.fast else InferenceSettings(**changes)
 
 
@@ -281,6 +280,8 @@ def resolve_jobs(args: argparse.Namespace) -> list[Job]:
     InputError
         Missing input, unrecognised input file, folder without scans, empty list.
     """
+    if args.vol is not None and args.qc is not None and Path(args.vol).resolve() == Path(args.qc).resolve():
+        raise UsageError(f"--vol and --qc name the same file ({args.vol}); give two files")
     value = args.input
     in_form = _form(value)
     path = Path(value)

@@ -232,9 +232,11 @@ class LabelsToImage(keras.layers.Layer):
         self._background_class = int(spec.generation_classes[0])
 
         shape = self.output_shape_
-        self._nonlin_shape = tuple(math.ceil(s * settings.nonlin_scale) for s in shape)
+        # Coarse grids: ceil(shape * scale) as SynthSeg, at least 2 points so that small
+        # outputs still get a varying field; velocities are integrated on a 4x finer grid.
+        self._nonlin_shape = tuple(max(2, math.ceil(s * settings.nonlin_scale)) for s in shape)
         self._integration_shape = tuple(min(s, 4 * n) for s, n in zip(shape, self._nonlin_shape))
-        self._bias_shape = tuple(math.ceil(s * settings.bias_scale) for s in shape)
+        self._bias_shape = tuple(max(2, math.ceil(s * settings.bias_scale)) for s in shape)
         self._use_nonlin = settings.deform and settings.nonlin_std > 0
         self._use_bias = settings.bias_field and settings.bias_field_std > 0
 

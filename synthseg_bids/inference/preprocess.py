@@ -55,6 +55,13 @@ class PreparedScan:
         """Voxel-to-world affine of the window."""
         return window_affine(self.conformed_affine, self.window_start)
 
+    def inside_window(self) -> tuple[slice, slice, slice]:
+        """The part of the window that lies inside the conformed scan (not padding)."""
+        stop = self.window_start + np.asarray(self.window_shape)
+        return tuple(
+            slice(max(0, -a), min(b, n) - a) for a, b, n in zip(self.window_start, stop, self.conformed.shape)
+        )
+
     def network_input(self) -> np.ndarray:
         """The window of normalised intensities, float32 ``(1, X, Y, Z, 1)``."""
         return extract_window(self.conformed, self.window_start, self.window_shape)[None, ..., None]
@@ -98,8 +105,8 @@ def head_window(
 
     The box holds the slices along each axis that contain at least 0.1 % of the most
     populated slice's voxels above ``threshold`` (isolated bright noise voxels do not
-    stretch it). The window shape is the box size (or ``crop``), at least ``min_size``,
-    rounded up to ``size_multiple``.
+    stretch it). The window shape is the box size (at least ``min_size``) or, when given,
+    exactly ``crop``; either is rounded up to ``size_multiple``.
     """
     above = normalised > threshold
     starts, shape = [], []
@@ -108,8 +115,8 @@ def head_window(
         counts = above.sum(axis=others)
         present = np.flatnonzero(counts >= max(1, 1e-3 * counts.max()))
         low, high = (present[0], present[-1] + 1) if present.size else (0, normalised.shape[axis])
-        extent = crop[axis] if crop is not None else high - low
-        size = int(_round_up(max(extent, min_size), size_multiple))
+        extent = crop[axis] if crop is not None else max(high - low, min_size)
+        size = int(_round_up(extent, size_multiple))
         starts.append(low + (high - low - size) // 2)
         shape.append(size)
     return np.array(starts, dtype=int), (shape[0], shape[1], shape[2])

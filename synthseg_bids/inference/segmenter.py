@@ -301,7 +301,8 @@ class Segmenter:
                 post, table.groups, threshold=s.posterior_threshold, brain_only=s.postprocess == "brain"
             )
         index = np.argmax(post, axis=-1).astype(np.int32)
-        volumes = volumes_from_posteriors(post, prepared.window_affine, table)
+        # volumes inside the scan's field of view only (the window may be padded)
+        volumes = volumes_from_posteriors(post[prepared.inside_window()], prepared.window_affine, table)
         qc = quality_control(
             post,
             table,

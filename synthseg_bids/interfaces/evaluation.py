@@ -27,7 +27,7 @@ from nipype.interfaces.base import (
 )
 
 from ..core.evaluation import LabelMapPair, compare_methods, evaluate_pair, match_key, summarize
-from ..core.io import IMAGE_SUFFIXES, strip_image_suffix
+from ..core.io import IMAGE_SUFFIXES, ImageError, strip_image_suffix
 from ..core.labels import default_label_table
 from .bids import DESC_PREFIX
 from .volumes import write_tsv
@@ -68,7 +68,11 @@ def evaluate_predictions(
     labels: Sequence[int] | None = None,
     percentile: float = 95.0,
 ) -> pd.DataFrame:
-    """Tidy score table of every prediction that has a reference (others are logged and skipped)."""
+    """Tidy score table of every prediction that has a reference on its grid.
+
+    Predictions without a reference, or whose grid (shape/affine) differs from it, are
+    logged and skipped; no scored prediction at all is an error.
+    """
     table = default_label_table()
     labels = list(labels) if labels else table.values[table.values != 0].tolist()
     references: dict[str, Path] = {}
@@ -84,7 +88,10 @@ def evaluate_predictions(
             LOGGER.warning("%s: no reference segmentation for %s in %s; not scored", pred.name, key, reference_dir)
             continue
         pair = LabelMapPair(scan_key(pred), references[key], pred)
-        frames.append(evaluate_pair(pair, labels, percentile=percentile, label_table=table))
+        try:
+            frames.append(evaluate_pair(pair, labels, percentile=percentile, label_table=table))
+        except ImageError as err:  # e.g. a T2w on another grid than the reference drawn on the T1w
+            LOGGER.warning("not scored: %s", err)
     if not frames:
         raise ValueError(f"no prediction has a reference segmentation in {reference_dir}")
     return pd.concat(frames, ignore_index=True)

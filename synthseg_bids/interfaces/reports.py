@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import html
+import re
 import os
 from pathlib import Path
 from string import Template
@@ -112,7 +113,8 @@ class SegmentationFigure(SimpleInterface):
 def boilerplate(versions: dict[str, str]) -> str:
     """Citation boilerplate (plain text) with the software versions filled in."""
     text = (_DATA / "boilerplate.md").read_text()
-    return Template(text).safe_substitute(versions)
+    names = {m.group(1) for m in re.finditer(r"\$\{(\w+)\}", text)}
+    return Template(text).safe_substitute({**{n: "unknown" for n in names}, **versions})
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:

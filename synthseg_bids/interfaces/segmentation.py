@@ -66,7 +66,7 @@ def qc_to_dict(qc: Any) -> dict[str, Any]:
     if scores is None:
         scores = {k: v for k, v in data.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
         data = {k: v for k, v in data.items() if k not in scores}
-    flag = data.pop("flag", data.pop("flagged", data.pop("failed", False)))
+    flag = data.pop("flag") if "flag" in data else bool(data.get("flagged") or data.get("failed"))
     out = {"scores": {str(k): float(v) for k, v in dict(scores).items()}, "flag": bool(flag)}
     out.update({k: _plain(v) for k, v in data.items()})
     return out

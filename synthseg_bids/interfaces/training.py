@@ -130,12 +130,15 @@ class ValidateCheckpoints(SimpleInterface):
         from ..training import validate_checkpoints
         from .volumes import write_tsv
 
-        table = validate_checkpoints(self.inputs.model_dir, list(self.inputs.images), list(self.inputs.labels))
+        table = validate_checkpoints(self.inputs.model_dir, list(self.inputs.images), list(self.inputs.labels),
+                                     out_dir=runtime.cwd)
         table = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
         out = write_tsv(table, Path(runtime.cwd) / "validation.tsv")
         self._results["out_table"] = str(out)
         score = next((c for c in ("mean_dice", "dice_mean", "dice") if c in table.columns), None)
         path = next((c for c in ("checkpoint", "path") if c in table.columns), None)
-        if score and path and len(table):
+        if table.attrs.get("best_checkpoint"):
+            self._results["best_checkpoint"] = str(table.attrs["best_checkpoint"])
+        elif score and path and len(table):
             self._results["best_checkpoint"] = str(table.loc[table[score].idxmax(), path])
         return runtime

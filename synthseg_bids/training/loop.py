@@ -180,7 +180,10 @@ class _RestoreOptimizer(keras.callbacks.Callback):
         self.checkpoint = checkpoint
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.checkpoint.restore_optimizer(self.model.optimizer)
+        optimizer = self.model.optimizer
+        if not optimizer.built:  # TensorFlow builds it lazily at the first step
+            optimizer.build(self.model.trainable_variables)
+        self.checkpoint.restore_optimizer(optimizer)
 
 
 class _SetDatasetEpoch(keras.callbacks.Callback):

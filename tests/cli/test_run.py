@@ -131,13 +131,13 @@ def test_pybids_indexes_the_derivatives(first_run):
     assert len(raw.get(scope="derivatives", suffix="dseg", extension=".nii.gz")) == 4
 
 
-def test_second_run_does_no_work(data, first_run, capsys):
+def test_second_run_does_no_work(data, first_run, caplog):
     out = first_run["out"]
     before = tree(out / "sub-01")
     rc = run_app(data, out, "--write-posteriors", "-v")
     assert rc == 0
     assert tree(out / "sub-01") == before
-    assert "4 already done, 0 to segment" in capsys.readouterr().err
+    assert "4/4 scan(s) done (4 skipped as already done), 0 failed" in caplog.text
 
 
 def test_report_renders_in_headless_chromium(first_run, tmp_path):

@@ -158,6 +158,9 @@ def test_list_counts_and_forms_must_match(tmp_path, model, capsys):
     assert code == 2 and "must be a folder, not a file" in err
     code, err = run(capsys, "--i", scans[0], "--o", tmp_path / "out.txt", "--model", model)
     assert code == 2 and "needs a .txt list input" in err
+    code, err = run(capsys, "--i", scans[0], "--o", tmp_path / "o.nii.gz", "--vol", tmp_path / "t.csv",
+                    "--qc", tmp_path / "t.csv", "--model", model)
+    assert code == 2 and "name the same file" in err
     code, err = run(capsys, "--i", tmp_path / "missing.nii.gz", "--o", tmp_path / "o.nii.gz", "--model", model)
     assert code == 1 and "missing.nii.gz: file not found" in err
     assert not (tmp_path / "o.nii.gz").exists() and not (tmp_path / "folder").exists()
@@ -248,6 +251,15 @@ def test_skip_existing_then_overwrite(tmp_path, model, capsys, monkeypatch):
     assert code == 0 and "3 segmented" in err
     assert all(p.stat().st_mtime_ns != 1 for p in outputs)
     assert len(pd.read_csv(tmp_path / "v.csv")) == 3
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path, model, capsys):
+    write_scan(tmp_path / "s0.nii.gz")
+    assert run(capsys, "--i", tmp_path, "--o", tmp_path, "--model", model, "--cpu")[0] == 0
+    assert (tmp_path / "s0_synthseg.nii.gz").is_file()
+    code, err = run(capsys, "--i", tmp_path, "--o", tmp_path, "--model", model, "--cpu")
+    assert code == 0 and "all 1 scan(s) have their outputs already" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.nii.gz", "s0_synthseg.nii.gz"]
 
 
 def test_a_failed_scan_does_not_stop_the_others(tmp_path, model, capsys):

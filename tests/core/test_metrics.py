@@ -103,6 +103,7 @@ def test_agrees_with_medpy_on_random_multilabel_volumes():
         assert result.msd[i] == pytest.approx(binary.assd(pred, ref, spacing), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:surface_distance")
 @pytest.mark.parametrize("case", ["shifted", "nested"])
 def test_hausdorff_agrees_with_deepmind_surface_distance_on_boxes(case):
     surface_distance = pytest.importorskip("surface_distance")

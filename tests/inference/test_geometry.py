@@ -129,3 +129,42 @@ def test_crop_limits_the_analysed_region():
     inside[12:28, 12:28, 12:28] = True
     np.testing.assert_array_equal(result.labels.data[~inside], 0)
     np.testing.assert_array_equal(result.labels.data[inside], truth[inside])
+
+
+def test_crop_is_the_exact_window_and_volumes_exclude_padding():
+    """A crop smaller than ``min_size`` is honoured; padding adds no volume."""
+    import numpy as np
+
+    from synthseg_bids.inference.preprocess import head_window
+
+    data = np.zeros((40, 40, 40), np.float32)
+    data[10:30, 12:28, 8:32] = 1.0
+    start, shape = head_window(data, 8, min_size=128, crop=(16, 16, 24))
+    assert shape == (16, 16, 24)
+    start, shape = head_window(data, 8, min_size=64)
+    assert shape == (64, 64, 64)
+
+
+def test_volumes_exclude_the_padding_around_a_small_scan():
+    """A network that calls every voxel CSF, padding included: the total is the scan's volume."""
+    import numpy as np
+
+    from synthseg_bids.core.io import Image
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.inference import InferenceSettings, Segmenter
+    from synthseg_bids.inference.segmenter import Network
+
+    table = default_label_table()
+    csf = int(table.index_of([24])[0])
+
+    def predict(batch):
+        out = np.zeros(batch.shape[:4] + (len(table),), np.float32)
+        out[..., csf] = 1.0
+        return out
+
+    network = Network(predict=predict, label_table=table, resolution_mm=1.0, size_multiple=8)
+    data = np.random.default_rng(0).random((20, 22, 18)).astype(np.float32) + 1.0
+    scan = Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    settings = InferenceSettings(device="cpu", min_size=48, flip=False, postprocess="none", smoothing_sigma=0)
+    result = Segmenter(network, settings).segment(scan)
+    assert result.volumes["CSF"] == 20 * 22 * 18  # not 48**3, the padded window

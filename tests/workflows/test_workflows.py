@@ -1,0 +1,151 @@
+"""Workflow factories: graph construction, and a parent pipeline embedding the segmentation workflow."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from synthseg_bids.workflows.base import init_participant_wf
+from synthseg_bids.workflows.config import AppConfig
+from synthseg_bids.workflows.evaluation import init_evaluation_wf
+from synthseg_bids.workflows.group import init_group_wf
+from synthseg_bids.workflows.segmentation import init_segmentation_wf
+from synthseg_bids.workflows.training import init_training_wf
+
+from conftest import make_toy_label_map, toy_affine
+
+
+def _names(wf):
+    return {f"{wf.name}.{n}" for n in wf.list_node_names()}
+
+
+def test_segmentation_wf_interface():
+    wf = init_segmentation_wf(write_posteriors=True)
+    assert wf.name == "segmentation_wf"
+    assert set(wf.get_node("inputnode").inputs.copyable_trait_names()) == {"in_file", "source_file"}
+    outputs = set(wf.get_node("outputnode").inputs.copyable_trait_names())
+    assert outputs == {"out_dseg", "out_probseg", "out_volumes", "out_results", "out_figure"}
+
+
+def test_participant_wf_has_one_branch_per_scan(tmp_path):
+    config = AppConfig(bids_dir=tmp_path, output_dir=tmp_path / "out", work_dir=tmp_path / "work")
+    wf = init_participant_wf(config=config, subjects={
+        "01": ["/d/sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz", "/d/sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz"],
+        "02": ["/d/sub-02/anat/sub-02_T1w.nii.gz"], "03": []})
+    segment_nodes = sorted(n for n in _names(wf) if n.endswith("segmentation_wf.segment"))
+    assert len(segment_nodes) == 3
+    assert any("sub_01_wf.scan_sub_01_ses_1_T2w_wf" in n for n in segment_nodes)
+
+
+def test_config_round_trip_toml(tmp_path):
+    config = AppConfig(bids_dir=tmp_path, output_dir=tmp_path / "o", participant_label=("01",), nprocs=2)
+    path = config.save(tmp_path / "config.toml")
+    assert AppConfig.from_file(path) == config
+    assert config.threads_per_scan == 2 and config.replace(nprocs=1).threads_per_scan == 0
+
+
+def test_group_and_evaluation_wf_build(tmp_path):
+    (tmp_path / "a_volumes.tsv").write_text("participant_id\n")
+    wf = init_group_wf(output_dir=str(tmp_path), volumes_files=[str(tmp_path / "a_volumes.tsv")],
+                       predictions=["p.nii.gz"],
+                       reference_dir=str(tmp_path), compare_dir=str(tmp_path))
+    assert {"group_wf.gather_volumes", "group_wf.evaluation_wf.compare", "group_wf.ds_comparison"} <= _names(wf)
+    assert "evaluation_wf.compare" not in _names(init_evaluation_wf())
+
+
+def test_training_wf_build():
+    wf = init_training_wf(network_settings={"base_features": 4, "n_levels": 2})
+    assert {"training_wf.generate_validation", "training_wf.train", "training_wf.validate"} <= _names(wf)
+    assert wf.get_node("train").inputs.network_settings == {"base_features": 4, "n_levels": 2}
+
+
+def test_evaluation_wf_runs(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir(), pred_dir.mkdir()
+    preds = []
+    for i in range(3):
+        ref = make_toy_label_map(seed=i)
+        nib.save(nib.Nifti1Image(ref, toy_affine()), ref_dir / f"sub-{i}_dseg.nii.gz")
+        ref[::7] = 0
+        preds.append(pred_dir / f"sub-{i}_desc-synthsegT1w_dseg.nii.gz")
+        nib.save(nib.Nifti1Image(ref, toy_affine()), preds[-1])
+    wf = init_evaluation_wf()
+    wf.base_dir = str(tmp_path / "work")
+    wf.inputs.inputnode.predictions = [str(p) for p in preds]
+    wf.inputs.inputnode.reference_dir = str(ref_dir)
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path)
+    wf.run(plugin="Linear")
+    scores = pd.read_csv(tmp_path / "work" / "evaluation_wf" / "evaluate" / "scores.tsv", sep="\t")
+    assert len(set(scores["subject"])) == 3
+
+
+def _passthrough(dseg, volumes):
+    return dseg, volumes
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
+
+    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
+    path = tmp_path_factory.mktemp("model") / "tiny.npz"
+    return save_model(path, build_unet(settings, 33, seed=0),
+                      ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
+
+
+def test_parent_pipeline_embeds_segmentation_wf(tmp_path, tiny_model):
+    """As an fMRIPrep-style pipeline would: a file from an upstream node into inputnode.in_file."""
+    labels = make_toy_label_map((32, 32, 32))
+    image = tmp_path / "T1.nii.gz"
+    nib.save(nib.Nifti1Image((labels > 0) * 50.0 + labels.astype(np.float32), toy_affine()), image)
+
+    parent = pe.Workflow(name="parent_wf", base_dir=str(tmp_path / "work"))
+    upstream = pe.Node(niu.IdentityInterface(fields=["t1w_preproc"]), name="anat_preproc")
+    upstream.inputs.t1w_preproc = str(image)
+    seg_wf = init_segmentation_wf(model=str(tiny_model), inference_settings={
+        "flip": False, "postprocess": "none", "smoothing_sigma": 0.0, "min_size": 16})
+    collect = pe.Node(niu.Function(function=_passthrough, output_names=["dseg", "volumes"]), name="downstream")
+    parent.connect([
+        (upstream, seg_wf, [("t1w_preproc", "inputnode.in_file")]),
+        (seg_wf, collect, [("outputnode.out_dseg", "dseg"), ("outputnode.out_volumes", "volumes")]),
+    ])  # fmt: skip
+    parent.config["execution"]["crashdump_dir"] = str(tmp_path)
+    parent.run(plugin="Linear")
+    from nipype.utils.filemanip import loadpkl
+
+    result = loadpkl(tmp_path / "work" / "parent_wf" / "downstream" / "result_downstream.pklz").outputs
+    seg = nib.load(result.dseg)
+    assert seg.shape == (32, 32, 32) and np.allclose(seg.affine, toy_affine())
+    table = pd.read_csv(result.volumes, sep="\t")
+    assert len(table) == 1 and table.loc[0, "source"] == "T1.nii.gz"
+    assert Path(tmp_path / "work" / "parent_wf").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("synthseg_bids.training.validation") is None,
+                    reason="synthseg_bids.training.validation (validate_checkpoints) not written yet")
+def test_training_wf_runs(tmp_path):  # pragma: no cover - depends on the training layer
+    maps = []
+    for i in range(2):
+        maps.append(tmp_path / f"map{i}.nii.gz")
+        nib.save(nib.Nifti1Image(make_toy_label_map(seed=i), toy_affine()), maps[-1])
+    wf = init_training_wf(
+        generator_settings={"output_shape": [32, 32, 32]},
+        network_settings={"base_features": 4, "n_levels": 2},
+        training_settings={"epochs": 1, "steps_per_epoch": 1, "wl2_epochs": 0},
+        n_validation=1,
+    )
+    wf.base_dir = str(tmp_path / "work")
+    wf.inputs.inputnode.label_maps = [str(m) for m in maps]
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path)
+    wf.run(plugin="Linear")
+    validation = pd.read_csv(tmp_path / "work" / "training_wf" / "validate" / "validation.tsv", sep="\t")
+    assert len(validation) == 1 and "mean_dice" in validation.columns
