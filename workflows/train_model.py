@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     from synthseg_bids.network import ModelFileError
 
     try:
+        if args.validate_only and not (args.validation_labels or args.validation_images):
+            raise ValueError("--validate-only needs --validation-labels or --validation-images")
         generator, network, training = load_settings(args.settings)
         spec_folder = args.spec_folder
         if spec_folder is None and args.labels is not None:
