@@ -11,7 +11,7 @@ trainer (generator layer + U-Net in one jit-compiled Keras step, as
 
 A step slower than 60 s is measured once. The label maps are the shared SynthSeg maps
 when ``--labels`` (default ``../shared/data/synthseg/training_label_maps``) exists, else a
-synthetic ellipsoid head (``tests/conftest.py``) 32 voxels larger than the crop.
+synthetic ellipsoid head (:func:`toy_head`) 32 voxels larger than the crop.
 
 Usage::
 
@@ -67,15 +67,25 @@ def label_maps(args: argparse.Namespace, shape: int):
         return load_training_maps(files, spec), spec, f"{len(files)} maps from {args.labels.name}"
     import tempfile
 
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from conftest import make_toy_label_map, toy_affine
-
     from synthseg_bids.core.io import save_image
 
+    size = shape + 32
     folder = Path(tempfile.mkdtemp())
-    path = save_image(make_toy_label_map((shape + 32,) * 3), toy_affine(), folder / "toy.nii.gz")
+    path = save_image(toy_head(size), np.eye(4), folder / "toy.nii.gz")
     spec = GenerationSpec.from_label_maps([path])
-    return load_training_maps([path], spec), spec, f"toy head {shape + 32}^3"
+    return load_training_maps([path], spec), spec, f"toy head {size}^3"
+
+
+def toy_head(size: int) -> np.ndarray:
+    """Nested ellipsoids with FreeSurfer labels: scalp, CSF, left/right cortex and white matter."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, size)] * 3, indexing="ij"))
+    radius = np.sqrt(((grid / np.array([0.8, 1.0, 0.9])[:, None, None, None]) ** 2).sum(0))
+    left = grid[0] < 0
+    labels = np.zeros((size,) * 3, np.int32)
+    for limit, (lv, rv) in [(0.95, (258, 258)), (0.85, (24, 24)), (0.78, (3, 42)), (0.62, (2, 41)), (0.2, (4, 43))]:
+        labels[(radius < limit) & left] = lv
+        labels[(radius < limit) & ~left] = rv
+    return labels
 
 
 def timed(function, steps: int) -> tuple[float, float, int]:

@@ -46,7 +46,6 @@ def write_montage(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, label_
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
 
     from synthseg_bids.core.io import atomic_path
 

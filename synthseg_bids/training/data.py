@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
-import nibabel as nib
 import numpy as np
 
 from ..core.io import ImageError, load_image, load_label_map
 from ..core.labels import EXTRA_LABEL_MERGES, LabelTable
+from ..generator.spec import reorient_to_ras
 from .settings import AugmentationSettings
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "label_channels",
     "load_training_pairs",
     "normalise_intensities",
-    "reorient_to_ras",
 ]
 
 
@@ -165,16 +164,6 @@ def _random_crop(
     out_image[tuple(dst)] = image[tuple(src)]
     out_labels[tuple(dst)] = labels[tuple(src)]
     return out_image, out_labels
-
-
-def reorient_to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Permute/flip array axes so that they point (approximately) to R, A, S."""
-    orientation = nib.orientations.io_orientation(affine)
-    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
-    transform = nib.orientations.ornt_transform(orientation, ras)
-    new_data = nib.orientations.apply_orientation(data, transform)
-    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape)
-    return np.ascontiguousarray(new_data), new_affine
 
 
 def normalise_intensities(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from toy_data import TOY_TABLE, toy_pair
 
-from synthseg_bids.network import load_model
+from synthseg_bids.network import NetworkSettings, load_model
 from synthseg_bids.training import AugmentationSettings, TrainingSettings, read_checkpoint, train_supervised
-from synthseg_bids.network import NetworkSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = NetworkSettings(n_levels=2, base_features=8)
@@ -39,6 +38,7 @@ np.save(Path(out) / "jax_prediction.npy", np.asarray(model(np.load(x), training=
 """
 
 
+@pytest.mark.slow  # ~25 s alone, ~50 s on a busy 2-core machine
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="compares JAX with the TensorFlow backend")
 def test_train_on_jax_then_load_and_resume_on_tensorflow(tmp_path):

@@ -32,22 +32,25 @@ def _dice_loss(model, pair):
 
 def test_training_reduces_the_loss_and_switches_phase(tmp_path):
     image, labels = toy_pair(tmp_path)
-    settings = _settings(epochs=3, wl2_epochs=1, steps_per_epoch=15, learning_rate=5e-3)
-    path = train_supervised([image], [labels], tmp_path / "run", NETWORK, settings, CROP, label_table=TOY_TABLE)
+    # instance normalisation: no running statistics, which a dozen steps would leave far from converged
+    network = NETWORK.replace(normalisation="instance")
+    settings = _settings(epochs=2, wl2_epochs=1, steps_per_epoch=12, learning_rate=5e-3)
+    path = train_supervised([image], [labels], tmp_path / "run", network, settings, CROP, label_table=TOY_TABLE)
     pair = load_training_pairs([image], [labels], TOY_TABLE)[0]
-    before = _dice_loss(build_unet(NETWORK, len(TOY_TABLE), seed=settings.seed), pair)  # the initial weights
+    before = _dice_loss(build_unet(network, len(TOY_TABLE), seed=settings.seed), pair)  # the initial weights
     model, info = load_model(path)
     after = _dice_loss(model, pair)
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.85 * before, (before, after)
     log = pd.read_csv(tmp_path / "run" / "training_log.tsv", sep="\t")
-    assert log["epoch"].tolist() == [1, 2, 3] and log["phase"].tolist() == ["wl2", "main", "main"]
+    assert log["epoch"].tolist() == [1, 2] and log["phase"].tolist() == ["wl2", "main"]
     first = read_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0001.npz")
-    third = read_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0003.npz")
-    assert (first.state.phase, third.state.phase) == ("wl2", "main")
-    # The main phase restarts the optimizer (as SynthSeg): 2 epochs x 15 steps since the switch.
-    assert int(third.contents.arrays["optimizer/0000"]) == 30
-    assert third.state.global_step == 45
-    assert info.provenance["epochs_trained"] == 3 and info.training["kind"] == "supervised"
+    second = read_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0002.npz")
+    assert (first.state.phase, second.state.phase) == ("wl2", "main")
+    # The main phase restarts the optimizer (as SynthSeg): 12 steps since the switch, not 24.
+    assert int(first.contents.arrays["optimizer/0000"]) == 12
+    assert int(second.contents.arrays["optimizer/0000"]) == 12
+    assert second.state.global_step == 24
+    assert info.provenance["epochs_trained"] == 2 and info.training["kind"] == "supervised"
     assert [d["name"] for d in info.provenance["training_data"]] == [image.name, labels.name]
 
 

@@ -73,11 +73,12 @@ def test_label_maps_outside_the_spec_name_the_file(tmp_path):
     other[0, 0, 0] = 17  # hippocampus: not in the spec
     odd = save_image(other, toy_affine(), tmp_path / "odd.nii.gz")
     with pytest.raises(ImageError, match="odd.nii.gz"):
-        train_synthetic([odd], tmp_path / "run", GENERATOR, NETWORK, TrainingSettings(epochs=1), spec=spec)
+        train_synthetic([odd], tmp_path / "run", GENERATOR, NETWORK, TrainingSettings(epochs=1, wl2_epochs=0),
+                        spec=spec)
 
 
 def test_output_shape_must_fit_the_network(tmp_path):
     maps = _maps(tmp_path / "maps", n=1)
     with pytest.raises(ValueError, match="multiples of 4"):
         train_synthetic(maps, tmp_path / "run", GeneratorSettings(output_shape=(18, 16, 16)),
-                        NetworkSettings(n_levels=3, base_features=4), TrainingSettings(epochs=1))
+                        NetworkSettings(n_levels=3, base_features=4), TrainingSettings(epochs=1, wl2_epochs=0))
