@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,8 +69,18 @@ def collect_scans(
     unknown = sorted(set(filters) - {"anat"})
     if unknown:
         raise BIDSError(f"--bids-filter-file: unknown query name(s) {', '.join(unknown)}; the only query is 'anat'")
+    loops = symlink_loops(bids_dir)
+    extra = {}
+    if loops:
+        from bids.layout import BIDSLayoutIndexer
+        from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+        LOGGER.warning("%s: ignoring symbolic link(s) that loop back into the dataset: %s", bids_dir,
+                       ", ".join(loops))
+        ignore = [*DEFAULT_LOCATIONS_TO_IGNORE, *(re.compile(f"^/{re.escape(p)}(/|$)") for p in loops)]
+        extra["indexer"] = BIDSLayoutIndexer(validate=validate, ignore=ignore)
     try:
-        layout = BIDSLayout(str(bids_dir), validate=validate, derivatives=False)
+        layout = BIDSLayout(str(bids_dir), validate=validate, derivatives=False, **extra)
     except Exception as err:  # pybids raises several types for unusable datasets
         raise BIDSError(f"{bids_dir}: cannot be indexed as a BIDS dataset ({str(err).splitlines()[0]})") from None
     query = {"datatype": "anat", "extension": [".nii", ".nii.gz"]}
@@ -87,8 +99,51 @@ def collect_scans(
         entities = f.get_entities()
         if entities.get("suffix") in EXCLUDED_SUFFIXES or "desc" in entities:
             continue
+        if not _canonical_location(f.path, layout.root, entities):
+            LOGGER.warning("%s: not at its BIDS location (sub-<label>[/ses-<label>]/anat/); ignored", f.path)
+            continue
         scans.setdefault(entities["subject"], []).append(f.path)
     return {s: sorted(paths) for s, paths in sorted(scans.items())}
+
+
+def symlink_loops(bids_dir: str | Path) -> list[str]:
+    """Symbolic links to folders of ``bids_dir`` that point at one of their own ancestors.
+
+    Returned as POSIX paths relative to ``bids_dir`` (e.g. ``sub-03/anat`` for
+    ``sub-03/anat -> ..``); pybids would otherwise follow such a loop down to the
+    operating system's symlink depth limit, indexing the dataset once per level.
+    """
+    root = Path(bids_dir)
+    loops = []
+    for folder, dirnames, _ in os.walk(root):  # does not follow links
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in list(dirnames):
+            link = Path(folder) / name
+            if not link.is_symlink():
+                continue
+            dirnames.remove(name)
+            try:
+                target = link.resolve(strict=True)
+            except (OSError, RuntimeError):  # dangling or self-referencing link
+                loops.append(link.relative_to(root).as_posix())
+                continue
+            here = link.parent.resolve()
+            if target == here or target in here.parents:
+                loops.append(link.relative_to(root).as_posix())
+    return sorted(loops)
+
+
+def _canonical_location(path: str, bids_dir: str | Path, entities: dict) -> bool:
+    """Whether a scan is at ``sub-<s>[/ses-<t>]/anat/<name>`` with matching entities."""
+    try:
+        parts = Path(path).relative_to(Path(bids_dir)).parts
+    except ValueError:
+        return False
+    subject, session = entities.get("subject"), entities.get("session")
+    expected = (f"sub-{subject}",) + ((f"ses-{session}",) if session else ()) + ("anat",)
+    name = parts[-1]
+    prefix = f"sub-{subject}_" + (f"ses-{session}_" if session else "")
+    return parts[:-1] == expected and name.startswith(prefix)
 
 
 def validate_dataset(bids_dir: str | Path) -> list[str]:

@@ -13,6 +13,7 @@ stderr and exits with status 1; usage errors exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Sequence
 
@@ -86,6 +87,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.labels is not None and len(set(args.labels)) != len(args.labels):
         parser.error(f"argument --labels: duplicate values in {args.labels}")
     suffixes = tuple(args.strip_suffix) if args.strip_suffix else DEFAULT_STRIP_SUFFIXES
+    # warnings of the evaluation (e.g. label values not in the table): one line each on stderr
+    # once the tables are written (a failed run prints its one error line only)
+    handler = _Collect()
+    logger = logging.getLogger("synthseg_bids.evaluation")
+    logger.addHandler(handler)
+    try:
+        code = _run(args, suffixes)
+    finally:
+        logger.removeHandler(handler)
+    if code == 0:
+        for message in dict.fromkeys(handler.messages):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
+    return code
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _run(args: argparse.Namespace, suffixes: tuple[str, ...]) -> int:
     options = dict(labels=args.labels, percentile=args.percentile, strip_suffixes=suffixes)
     try:
         scores = evaluate_folders(args.ref, args.pred, **options)

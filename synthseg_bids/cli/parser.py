@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,11 @@ from .. import __version__
 __all__ = ["parse_args"]
 
 PROG = "synthseg-bids"
+#: BIDS labels (participant, session): alphanumeric only, so they can never form a path.
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+_FILTER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: Keyword arguments of ``BIDSLayout.get`` that a filter file may not set.
+_RESERVED_QUERY_KEYS = {"return_type", "target", "scope", "regex_search", "absolute_paths", "invalid_filters"}
 
 
 def _drop_prefix(prefix: str):
@@ -58,6 +64,17 @@ def _filter_file(parser: argparse.ArgumentParser):
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
             parser.error(f"--bids-filter-file: {value} must hold an object of queries, "
                          'e.g. {"anat": {"acquisition": "mprage"}}')
+        for query, entities in data.items():
+            for key, values in entities.items():
+                where = f"--bids-filter-file: {value}: {query}.{key}"
+                if not _FILTER_KEY.match(key) or key in _RESERVED_QUERY_KEYS:
+                    parser.error(f"{where}: not a BIDS entity name")
+                for item in values if isinstance(values, list) else [values]:
+                    if item is not None and not isinstance(item, (str, int)):
+                        parser.error(f"{where}: values must be strings, numbers or null, got {item!r}")
+                    if isinstance(item, str) and ("/" in item or "\\" in item or ".." in item):
+                        parser.error(f"{where}: value {item!r} contains a path part ('/', '\\' or '..'); "
+                                     "filter values are BIDS labels and cannot point outside the dataset")
         return json.dumps(data)
 
     return check
@@ -172,7 +189,14 @@ def parse_args(args: Sequence[str] | None = None):
     work_dir = opts.work_dir.expanduser().absolute() if opts.work_dir else output_dir.parent / "work"
     if work_dir is not None and _inside(work_dir, bids_dir):
         parser.error(f"work_dir {work_dir} is inside bids_dir; nothing may be written there")
+    if work_dir is not None and work_dir.exists() and not work_dir.is_dir():
+        parser.error(f"work_dir exists and is not a folder: {work_dir}")
 
+    for option, labels in (("--participant-label", opts.participant_label), ("--session-label", opts.session_label)):
+        bad = [label for label in labels or () if not _LABEL.match(label)]
+        if bad:
+            parser.error(f"{option}: invalid label(s) {', '.join(map(repr, bad))}; BIDS labels are letters and "
+                         "digits only (no '/', '..', '_' or '-')")
     participants = tuple(dict.fromkeys(opts.participant_label or ()))
     if participants:
         present = {p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir()}

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Sequence
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_group(config)
     except BIDSError as err:
         return _error(str(err))
+    except OSError as err:  # output/work folder not writable, disk full, a file where a folder is expected...
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}")
 
 
 def _versions(model: str, model_sha256: str) -> dict[str, str]:
@@ -161,6 +165,9 @@ def run_participant(config) -> int:
         todo[subject] = [s for s in scans if not scan_is_done(s, output_dir, model_sha256, config.write_posteriors)]
         skipped += len(scans) - len(todo[subject])
     n_todo = sum(len(v) for v in todo.values())
+    for scans in todo.values():
+        for scan in scans:
+            _remove_stale_temporaries(scan, output_dir)
     LOGGER.info("%d scan(s) selected in %d subject(s); %d already done, %d to segment",
                 n_scans, len(subjects), skipped, n_todo)
     versions = _versions(str(model), model_sha256)
@@ -182,6 +189,26 @@ def run_participant(config) -> int:
     LOGGER.warning("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; outputs in %s",
                    done, n_scans, skipped, len(failures), output_dir)
     return 1 if failures else 0
+
+
+def _remove_stale_temporaries(scan: str, output_dir: Path) -> None:
+    """Delete temporary files a killed earlier run left next to this scan's derivatives.
+
+    Only the temporaries of the scan's own derivative names are touched
+    (``.<final name>.<random>.tmp<ext>``, see :func:`~synthseg_bids.core.io.atomic_path`),
+    so runs on other scans sharing ``output_dir`` are never disturbed.
+    """
+    from .bids import derivative_path
+
+    for suffix, extension, datatype in (("dseg", ".nii.gz", "anat"), ("dseg", ".json", "anat"),
+                                        ("probseg", ".nii.gz", "anat"), ("probseg", ".json", "anat"),
+                                        ("volumes", ".tsv", "anat"), ("volumes", ".json", "anat"),
+                                        ("dseg", ".png", "figures")):
+        final = derivative_path(scan, output_dir, suffix, extension, datatype=datatype)
+        if final.parent.is_dir():
+            for stale in final.parent.glob(f".{glob_escape(final.name)}.*.tmp*"):
+                LOGGER.info("removing %s, left by an interrupted run", stale)
+                stale.unlink(missing_ok=True)
 
 
 def _run_workflow(config, todo, model_sha256, versions, run_log_dir: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ surface distances in mm. Scores (see :mod:`synthseg_bids.core.metrics`): ``dice`
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from .io import ImageError, atomic_write_text, image_suffix, load_label_map, str
 from .labels import LabelTable, default_label_table
 from .metrics import dice_scores, surface_distances
 from .stats import paired_comparison
+
+LOGGER = logging.getLogger("synthseg_bids.evaluation")
 
 __all__ = [
     "BIDS_MATCH_ENTITIES",
@@ -219,6 +222,13 @@ def evaluate_pair(
             pair.prediction, f"affine differs from that of reference {pair.reference} (by up to {difference:.4g} mm)"
         )
     labels = np.asarray(labels, dtype=np.int64)
+    known = set((label_table or default_label_table()).values.tolist()) | set(labels.tolist())
+    for image in (reference, prediction):
+        unexpected = sorted(set(np.unique(image.data).tolist()) - known)
+        if unexpected:
+            shown = ", ".join(map(str, unexpected[:10])) + (" ..." if len(unexpected) > 10 else "")
+            LOGGER.warning("%s: label value(s) %s not in the label table; not scored (score them with --labels)",
+                           image.path, shown)
     dice = dice_scores(reference.data, prediction.data, labels)
     distances = surface_distances(
         reference.data, prediction.data, labels, spacing=voxel_sizes(reference.affine), percentile=percentile

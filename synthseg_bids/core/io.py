@@ -147,7 +147,8 @@ def load_image(
         except Exception as err:
             raise ImageError(path, f"header cannot be read ({_short(err)})") from None
     if np.any(~np.isfinite(header_zooms)) or np.any(header_zooms <= 0) or np.any(zooms <= 1e-6):
-        raise ImageError(path, f"has zero, negative or invalid voxel size {tuple(np.round(header_zooms, 4))}")
+        raise ImageError(path, "has zero, negative or invalid voxel size "
+                         f"({', '.join(f'{float(z):g}' for z in header_zooms)})")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ImageError(path, "has a singular affine (voxel axes are not independent)")
 

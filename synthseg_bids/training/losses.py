@@ -25,7 +25,9 @@ Weighted L2 (SynthSeg's ``WeightedL2Loss``, warm-up on the pre-softmax logits ``
 
 with target value ``t = 5``: logits are pushed to +5 for the true label and -5 for the
 others, which gives the softmax a sensible starting point. The original normalises over
-the whole batch at once; we normalise per sample (identical for batch size 1).
+the whole batch at once; we normalise per sample (identical for batch size 1). On a
+crop with no foreground the weights are all equal and the loss is the unweighted mean
+(it is computed in a form that stays finite under graph compilation, see the code).
 
 Weighted cross-entropy::
 
@@ -41,6 +43,7 @@ from typing import Any, Callable, Sequence
 __all__ = [
     "EPSILON",
     "LOSSES",
+    "WL2_BACKGROUND_WEIGHT",
     "combined_loss",
     "make_loss",
     "soft_dice_loss",
@@ -50,6 +53,8 @@ __all__ = [
 
 #: Smoothing constant of the Dice ratio and clipping floor of the cross-entropy.
 EPSILON = 1e-7
+#: Weight of background voxels in the weighted-L2 loss (foreground voxels weigh 1 + this).
+WL2_BACKGROUND_WEIGHT = 1e-8
 #: Names accepted by :func:`make_loss` (``TrainingSettings.loss``).
 LOSSES = ("dice", "cross_entropy", "dice+cross_entropy")
 
@@ -75,9 +80,13 @@ def weighted_l2_loss(target: Any, logits: Any, target_value: float = 5.0) -> Any
     z = ops.cast(logits, "float32")
     n_labels = y.shape[-1]
     axes = tuple(range(1, len(y.shape) - 1))
-    weights = 1.0 - y[..., 0] + 1e-8
+    # w = 1 - y0 + 1e-8 is expanded: as one expression, graph compilers (TensorFlow's
+    # constant folding, XLA) fold it into (1 + 1e-8) - y0, and 1 + 1e-8 == 1 in float32,
+    # so every weight of an all-background crop became 0 and the loss 0 / 0 = NaN.
+    foreground = 1.0 - y[..., 0]
     squared = ops.sum(ops.square(z - target_value * (2.0 * y - 1.0)), axis=-1)
-    return ops.sum(weights * squared, axis=axes) / (ops.sum(weights, axis=axes) * n_labels)
+    numerator = ops.mean(foreground * squared, axis=axes) + WL2_BACKGROUND_WEIGHT * ops.mean(squared, axis=axes)
+    return numerator / ((ops.mean(foreground, axis=axes) + WL2_BACKGROUND_WEIGHT) * n_labels)
 
 
 def weighted_cross_entropy(target: Any, posteriors: Any, class_weights: Sequence[float] | None = None) -> Any:

@@ -1,0 +1,141 @@
+"""Fault tolerance: kill a participant run mid-way (SIGTERM, SIGKILL), run again.
+
+The run is a real subprocess of the BIDS-App on 3 tiny scans; storing each derivative
+is slowed down by 0.7 s (a wrapper around ``DerivativesDataSink`` in the child) so that the
+kill reliably lands after the first scan's outputs and before the last one's. After the
+kill no final-named file may be half-written; the resumed run must complete every scan,
+leave no temporary file, and not recompute the scans finished before the kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import pandas as pd
+import pytest
+
+from synthseg_bids.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
+SCANS = ["sub-01/ses-1/anat/sub-01_ses-1_desc-synthsegT1w", "sub-01/ses-2/anat/sub-01_ses-2_desc-synthsegT1w",
+         "sub-02/anat/sub-02_desc-synthsegT1w"]
+CHILD = """
+import sys, time
+import synthseg_bids.interfaces.bids as s
+original = s.DerivativesDataSink._run_interface
+def slow(self, runtime):
+    time.sleep(0.7)
+    return original(self, runtime)
+s.DerivativesDataSink._run_interface = slow
+from synthseg_bids.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from synthseg_bids.cli.example_data import make_example_dataset
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
+
+    root = tmp_path_factory.mktemp("faults")
+    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(20, 20, 20))
+    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
+    model = save_model(root / "tiny.npz", build_unet(settings, 33, seed=0),
+                       ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
+    fast = root / "fast.toml"
+    fast.write_text(FAST_TOML)
+    flt = root / "filter.json"
+    flt.write_text('{"anat": {"suffix": "T1w"}}')  # 3 scans: sub-01 ses-1, ses-2 and sub-02
+    return {"root": root, "bids": bids, "model": Path(model), "fast": fast, "filter": flt}
+
+
+def argv(data, out, work):
+    return [str(data["bids"]), str(out), "participant", "--model", str(data["model"]), "--nprocs", "1",
+            "--inference-settings", str(data["fast"]), "-w", str(work), "--skip-bids-validation",
+            "--bids-filter-file", str(data["filter"])]
+
+
+def final_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def temporaries(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*") if ".tmp" in p.name]
+
+
+def assert_complete_files_only(out: Path) -> None:
+    """Every file under a final name is whole (readable to its end)."""
+    for path in final_files(out):
+        if path.name.endswith(".nii.gz"):
+            assert nib.load(path).get_fdata().size > 0, path
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".tsv":
+            pd.read_csv(path, sep="\t")
+        elif path.suffix == ".png":
+            assert path.read_bytes().endswith(b"IEND\xaeB`\x82"), path
+
+
+def scan_done(out: Path, stem: str) -> bool:
+    return (out / f"{stem}_volumes.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_kill_mid_run_then_resume(data, tmp_path, sig, caplog):
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = dict(os.environ, NIPYPE_NO_ET="1", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *argv(data, out, work)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not scan_done(out, SCANS[0]) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        assert scan_done(out, SCANS[0]), "first scan not finished in time"
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -sig
+    done_before = [s for s in SCANS if scan_done(out, s)]
+    assert 1 <= len(done_before) < len(SCANS), done_before  # killed mid-way
+    assert_complete_files_only(out)
+    finished = {str(p): p.stat().st_mtime_ns for s in done_before for p in out.glob(f"{s}_*")}
+    finished.update({str(p): p.stat().st_mtime_ns for s in done_before
+                     for p in out.glob(f"{s.split('/')[0]}/figures/{Path(s).name}_*")})
+    # a run killed while writing leaves a temporary next to the final name: plant one
+    todo = next(s for s in SCANS if s not in done_before)
+    stale = out / Path(todo).parent / f".{Path(todo).name}_dseg.nii.gz.x1y2z3.tmp.nii.gz"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"\x1f\x8b half a file")
+
+    caplog.set_level("INFO", logger="synthseg_bids")
+    assert main(argv(data, out, work)) == 0
+    for stem in SCANS:
+        seg = nib.load(out / f"{stem}_dseg.nii.gz")
+        src = nib.load(data["bids"] / stem.replace("_desc-synthsegT1w", "_T1w.nii.gz"))
+        assert seg.shape == src.shape and abs(seg.affine - src.affine).max() < 1e-4
+        meta = json.loads((out / f"{stem}_volumes.json").read_text())
+        assert meta["ModelSHA256"] and meta["SourceFile"]["sha256"]
+        assert len(pd.read_csv(out / f"{stem}_volumes.tsv", sep="\t")) == 1
+        assert json.loads((out / f"{stem}_dseg.json").read_text())["Sources"]
+        subject = stem.split("/")[0]
+        assert (out / subject / "figures" / f"{Path(stem).name}_dseg.png").exists()
+    assert (out / "sub-01.html").exists() and (out / "sub-02.html").exists()
+    assert temporaries(out) == []
+    assert_complete_files_only(out)
+    # finished scans were not recomputed
+    assert {p: Path(p).stat().st_mtime_ns for p in finished} == finished
+    assert f"{len(done_before)} already done, {len(SCANS) - len(done_before)} to segment" in caplog.text

@@ -1,0 +1,411 @@
+"""Measure a model (default: the shipped one) honestly: the recipe behind docs/model/.
+
+Four measurements, each a ``--stages`` entry:
+
+``curve``
+    Dice-vs-training-step of checkpoints (default: the 4 exported checkpoints of the shipped
+    run in ``.devdata/shipped_run``) on synthetic images generated from the label maps with a
+    seed that training never used (training used seed 0), with the training settings (160^3
+    crops, fully random contrast, deformation, random resolution: SynthSeg's generator
+    defaults) and the generation spec of ``labels_classes_priors/generation_classes.npy``.
+    The network sees the whole 160^3 image (no pre/post-processing:
+    :func:`synthseg_bids.training.validate_checkpoints`). Writes ``validation_dice.tsv`` and
+    ``dice_vs_step.png``.
+    CAVEAT: there is no held-out label map (all 15 maps were used for training): unseen
+    images, *seen* anatomies.
+
+``contrast``
+    The model through the real prediction pipeline (:meth:`Segmenter.segment` of the image
+    saved as NIfTI with its affine; default :class:`InferenceSettings`) on images generated
+    without spatial deformation, flip or random crop (centred ``--contrast-shape`` window of
+    the RAS label map, so the whole cerebrum is in the field of view), for 3 contrasts x 2
+    resolutions:
+
+    - ``t1``: normal priors ``prior_means_t1.npy`` / ``prior_stds_t1.npy`` indexed by
+      ``generation_classes_contrast_specific.npy`` (SynthSeg's T1 priors);
+    - ``t2``: the same priors with the means of the brain classes replaced by T2-like values
+      (:data:`T2_MEANS`: CSF bright, grey > white, pallidum dark; extra-cerebral classes
+      and the prior standard deviations kept from the T1 priors);
+    - ``random``: fully random contrast (uniform priors U(25, 225) for the means, U(5, 25)
+      for the stds, per generation class of ``generation_classes.npy``);
+
+    each at ``1mm`` (the generator's acquisition blur of a 1 mm scan, sigma 0.5 voxel) and
+    ``5mm``: thick axial slices, ``data_res = thickness = (1, 1, 5)``: the generator blurs
+    along z (sigma 0.75 * 5 voxels) and samples every 5th slice; the image actually
+    written is those slices, a 1 x 1 x 5 mm volume (z extent a multiple of 5 so that the
+    samples fall on 1 mm voxels 0, 5, 10, ...). Scored twice: on the 5 mm input grid
+    (``grid=input``: ``result.labels`` vs the label map at the acquired slice centres,
+    i.e. nearest neighbour) and on the 1 mm grid (``grid=1mm``: the pipeline's conformed
+    1 mm labels, an exact integer shift of the generation grid, vs the 1 mm label map).
+    Bias field, gamma and random background stay on (SynthSeg defaults). Writes
+    ``contrast_resolution_dice.tsv`` (condition x structure, averaged over images),
+    ``contrast_resolution_dice_per_image.tsv`` and ``synthetic_examples.png``.
+
+``mni``
+    The MNI152 T1 (nilearn's bundled 1 mm template) segmented with default settings;
+    grouped Dice against nilearn's WM and GM probability maps thresholded at 0.5
+    (:data:`WM_GROUP`, :data:`GM_GROUP`); ``mni152_dice.tsv`` and ``mni152_overlay.png``.
+
+Timings are those of this CPU (``result.timings``); for peak memory use
+``benchmarks/bench_inference.py``.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python workflows/evaluate_model.py                       # everything
+    PYTHONPATH=. python workflows/evaluate_model.py --stages curve --n-curve-images 3
+    PYTHONPATH=. python workflows/evaluate_model.py --quick --out-dir /tmp/evalq   # plumbing check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+logger = logging.getLogger("evaluate_model")
+
+#: Grouped structures scored on the MNI152 template (FreeSurfer values).
+WM_GROUP = [2, 41, 7, 46]  # cerebral + cerebellar white matter
+GM_GROUP = [3, 42, 8, 47,  # cerebral + cerebellar cortex
+            10, 11, 12, 13, 17, 18, 26, 28,  # left thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens, ventral DC
+            49, 50, 51, 52, 53, 54, 58, 60]  # the same on the right
+
+#: T2-like means (row 0 of the prior means) of the contrast-specific brain classes; row 1
+#: (std of the mean) and the extra-cerebral classes (0, 14..24) keep the T1 priors.
+#: Class: labels -> T1 mean -> T2 mean.
+T2_MEANS = {
+    1: 200.0,   # CSF, ventricles (4,5,14,15,24,43,44,72): 44 -> 200 (bright)
+    2: 70.0,    # cerebral white matter (2,41,85): 160 -> 70 (dark)
+    3: 110.0,   # cortex, caudate, hippocampus, amygdala, accumbens (3,11,17,18,26,42,50,53,54,58): 96 -> 110
+    4: 75.0,    # cerebellar white matter (7,46): 136 -> 75
+    5: 115.0,   # cerebellar cortex (8,47): 88 -> 115
+    6: 95.0,    # thalamus (10,49): 130 -> 95
+    7: 95.0,    # putamen (12,51): 124 -> 95
+    8: 70.0,    # pallidum (13,52): 152 -> 70 (iron: dark on T2)
+    9: 85.0,    # ventral DC (28,60): 143 -> 85
+    10: 80.0,   # labels 25, 57: 116 -> 80 (white-matter-like)
+    11: 100.0,  # labels 30, 62 (vessels): 87 -> 100
+    12: 150.0,  # labels 136, 137, 163, 164: 60 -> 150 (CSF-like on T1)
+    13: 80.0,   # brainstem (16): 130 -> 80
+}
+
+CONTRASTS = ("t1", "t2", "random")
+RESOLUTIONS = ("1mm", "5mm")
+
+
+# --------------------------------------------------------------------------- helpers
+def markdown_table(frame, floatfmt: str = ".3f") -> str:
+    cols = list(frame.columns)
+    def cell(v):
+        return format(v, floatfmt) if isinstance(v, (float, np.floating)) and np.isfinite(v) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def colour_lut(table) -> np.ndarray:
+    """RGB (0-1) per FreeSurfer value (up to the largest value of the table)."""
+    lut = np.zeros((int(table.values.max()) + 1, 3))
+    for s in table:
+        lut[s.value] = np.array(s.color) / 255.0
+    return lut
+
+
+def overlay(ax, image2d, labels2d, lut, alpha=0.45):
+    ax.imshow(image2d.T, cmap="gray", origin="lower", interpolation="nearest")
+    rgba = np.zeros(labels2d.shape + (4,))
+    rgba[..., :3] = lut[labels2d]
+    rgba[..., 3] = np.where(labels2d > 0, alpha, 0.0)
+    ax.imshow(np.transpose(rgba, (1, 0, 2)), origin="lower", interpolation="nearest")
+    ax.set_axis_off()
+
+
+def mean_fg(scores: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(scores[1:]))
+
+
+# --------------------------------------------------------------------------- curve
+def stage_curve(args, out: Path, work: Path) -> None:
+    import pandas as pd
+    from synthseg_bids.generator import GenerationSpec, GeneratorSettings
+    from synthseg_bids.network.model_file import read_model_file
+    from synthseg_bids.training import make_validation_set, validate_checkpoints
+
+    spec = GenerationSpec.from_folder(args.data / "labels_classes_priors")
+    shape = (64, 64, 64) if args.quick else tuple(args.curve_shape)
+    settings = GeneratorSettings(output_shape=shape)  # the training settings (shipped_model.toml only sets 160^3)
+    n = 1 if args.quick else args.n_curve_images
+    tic = time.perf_counter()
+    pairs = make_validation_set(args.data / "training_label_maps", work / "curve", settings, spec=spec,
+                                n_images=n, seed=args.seed)
+    logger.info("curve: %d validation images %s in %.0f s", n, shape, time.perf_counter() - tic)
+    checkpoints = sorted(args.checkpoints)
+    tic = time.perf_counter()
+    frame = validate_checkpoints(checkpoints, [p for p, _ in pairs], [q for _, q in pairs], out_dir=work / "curve")
+    logger.info("curve: validated %d checkpoints in %.0f s", len(checkpoints), time.perf_counter() - tic)
+    steps = {str(p): read_model_file(p).info.provenance.get("steps_trained") for p in checkpoints}
+    frame.insert(1, "step", [steps[str(c)] for c in frame["checkpoint"]])
+    frame["checkpoint"] = [Path(c).name for c in frame["checkpoint"]]
+    frame.insert(3, "n_images", n)
+    frame.to_csv(out / "validation_dice.tsv", sep="\t", index=False, float_format="%.4f", na_rep="n/a")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    structures = [c for c in frame.columns if c not in ("epoch", "step", "checkpoint", "n_images", "mean_dice")][1:]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in structures:
+        ax.plot(frame["step"], frame[name], color="0.8", linewidth=0.7)
+    ax.plot(frame["step"], frame["mean_dice"], color="C0", linewidth=2, marker="o", label="mean of 32 structures")
+    for x, y in zip(frame["step"], frame["mean_dice"]):
+        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center")
+    ax.set_xlabel("training step (batch 1, 160^3)")
+    ax.set_ylabel("Dice")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Shipped run: validation Dice on {n} synthetic images (unseen seed {args.seed})\n"
+                 "fully random contrast; grey: individual structures", fontsize=10)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "dice_vs_step.png", dpi=90)
+    plt.close(fig)
+    print("\n## Dice vs training step\n")
+    print(markdown_table(frame[["step", "epoch", "checkpoint", "mean_dice"]]))
+
+
+# --------------------------------------------------------------------------- contrast/resolution
+def contrast_generator(contrast: str, resolution: str, args, shape, seed: int):
+    from synthseg_bids.generator import BrainGenerator, GenerationSpec, GeneratorSettings
+
+    folder = args.data / "labels_classes_priors"
+    common = dict(output_shape=shape, deform=False, random_crop=False, flip=False, randomise_resolution=False)
+    if resolution == "5mm":
+        common.update(data_res=(1.0, 1.0, 5.0), thickness=(1.0, 1.0, 5.0))
+    if contrast == "random":
+        spec = GenerationSpec.from_folder(folder)
+        settings = GeneratorSettings(prior_distribution="uniform", **common)
+    else:
+        means = np.load(folder / "prior_means_t1.npy").astype(np.float64)
+        stds = np.load(folder / "prior_stds_t1.npy").astype(np.float64)
+        if contrast == "t2":
+            for k, value in T2_MEANS.items():
+                means[0, k] = value
+        spec = GenerationSpec.from_labels(
+            np.load(folder / "generation_labels.npy"),
+            generation_classes=np.load(folder / "generation_classes_contrast_specific.npy"),
+            prior_means=means, prior_stds=stds)
+        settings = GeneratorSettings(prior_distribution="normal", **common)
+    return BrainGenerator(args.data / "training_label_maps", settings, spec=spec, seed=seed)
+
+
+def stage_contrast(args, out: Path, work: Path) -> None:
+    import pandas as pd
+    from synthseg_bids.core.io import save_image
+    from synthseg_bids.core.metrics import dice_scores
+    from synthseg_bids.core.resample import resample_to_grid
+    from synthseg_bids.inference import InferenceSettings, Segmenter
+
+    segmenter = Segmenter(args.model, InferenceSettings(device=args.device, threads=args.threads))
+    table = segmenter.label_table
+    shape = (80, 80, 80) if args.quick else tuple(args.contrast_shape)
+    if shape[2] % 5:
+        raise SystemExit("--contrast-shape: z must be a multiple of 5 (5 mm slices on 1 mm voxels)")
+    n = 1 if args.quick else args.n_contrast_images
+    rows, examples = [], {}
+    for ci, contrast in enumerate(CONTRASTS):
+        for ri, resolution in enumerate(RESOLUTIONS):
+            seed = args.seed + 100 * (ci + 1) + 10 * ri
+            generator = contrast_generator(contrast, resolution, args, shape, seed)
+            for i in range(n):
+                image, labels, affine = generator.generate()
+                name = f"{contrast}_{resolution}_{i}"
+                if resolution == "5mm":
+                    acquired, acq_affine = image[:, :, ::5], affine @ np.diag([1.0, 1.0, 5.0, 1.0])
+                else:
+                    acquired, acq_affine = image, affine
+                path = save_image(acquired, acq_affine, work / "contrast" / f"{name}_image.nii.gz", dtype=np.float32)
+                result = segmenter.segment(path)
+                grids = {"input": (labels[:, :, ::5] if resolution == "5mm" else labels, result.labels.data)}
+                if resolution == "5mm":
+                    conf = result.labels_conformed
+                    on_1mm = resample_to_grid(conf.data, conf.affine, labels.shape, affine, order=0)
+                    grids["1mm"] = (labels, np.rint(on_1mm).astype(np.int32))
+                for grid, (ref, pred) in grids.items():
+                    scores = dice_scores(ref, pred, table.values)
+                    rows.append({"condition": f"{contrast} {resolution}", "contrast": contrast,
+                                 "resolution": resolution, "grid": grid, "image": i, "seed": seed,
+                                 "mean_dice": mean_fg(scores),
+                                 **{k: round(float(v), 3) for k, v in result.timings.items()},
+                                 **dict(zip(table.names, scores))})
+                logger.info("%s: mean Dice %.3f (%s), %.0f s", name, rows[-1]["mean_dice"], rows[-1]["grid"],
+                            result.timings["total"])
+                if i == 0:
+                    z = labels.shape[2] // 2 if resolution == "1mm" else None
+                    examples[(contrast, resolution)] = (image, labels, result, z)
+    per_image = pd.DataFrame(rows)
+    per_image.to_csv(out / "contrast_resolution_dice_per_image.tsv", sep="\t",
+                                                 index=False, float_format="%.4f", na_rep="n/a")
+    structures = list(table.names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        grouped = per_image.groupby(["condition", "contrast", "resolution", "grid"], sort=False)
+        summary = grouped[structures].agg(lambda v: np.nanmean(v))
+        summary.insert(0, "mean_dice_sd", grouped["mean_dice"].std())
+        summary.insert(0, "mean_dice", grouped["mean_dice"].mean())
+        summary.insert(0, "n_images", grouped.size())
+        summary.insert(0, "seconds_per_scan", grouped["total"].mean())
+    summary = summary.reset_index()
+    summary.to_csv(out / "contrast_resolution_dice.tsv", sep="\t", index=False, float_format="%.4f", na_rep="n/a")
+    print("\n## Contrast / resolution (mean Dice over 32 structures)\n")
+    print(markdown_table(summary[["condition", "grid", "n_images", "mean_dice", "mean_dice_sd", "seconds_per_scan"]]))
+    print("\n## Per structure (rows: structures, columns: conditions)\n")
+    per_structure = summary.set_index(summary["condition"] + " (" + summary["grid"] + ")")[structures[1:]].T
+    per_structure.insert(0, "structure", per_structure.index)
+    print(markdown_table(per_structure, ".2f"))
+    plot_examples(examples, table, out / "synthetic_examples.png")
+
+
+def plot_examples(examples, table, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lut = colour_lut(table)
+    fig, axes = plt.subplots(len(examples), 3, figsize=(6.6, 2.2 * len(examples)))
+    axes = np.atleast_2d(axes)
+    for row, ((contrast, resolution), (image, labels, result, _)) in enumerate(examples.items()):
+        # coronal slice through the middle (y axis of the RAS window), shows the 5 mm staircase
+        y = labels.shape[1] // 2 + 10
+        conf = result.labels_conformed
+        from synthseg_bids.core.resample import resample_to_grid
+        affine = result.labels.affine if resolution == "1mm" else result.labels.affine @ np.diag([1.0, 1.0, 0.2, 1.0])
+        pred = result.labels.data if resolution == "1mm" else np.rint(
+            resample_to_grid(conf.data, conf.affine, labels.shape, affine, order=0)).astype(np.int32)
+        axes[row, 0].imshow(image[:, y].T, cmap="gray", origin="lower", interpolation="nearest")
+        axes[row, 0].set_axis_off()
+        axes[row, 0].set_title(f"{contrast} {resolution}", fontsize=8)
+        overlay(axes[row, 1], image[:, y], labels[:, y], lut)
+        axes[row, 1].set_title("ground truth", fontsize=8)
+        overlay(axes[row, 2], image[:, y], pred[:, y], lut)
+        axes[row, 2].set_title("shipped model", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- MNI152
+def stage_mni(args, out: Path, work: Path) -> None:
+    import pandas as pd
+    from nilearn import datasets
+    from synthseg_bids.core.io import Image
+    from synthseg_bids.core.resample import resample_to_grid
+    from synthseg_bids.inference import InferenceSettings, Segmenter
+
+    t1 = datasets.load_mni152_template(resolution=1)
+    image = Image(np.asarray(t1.get_fdata(), np.float32), t1.affine)
+    segmenter = Segmenter(args.model, InferenceSettings(device=args.device, threads=args.threads, flip=not args.quick))
+    result = segmenter.segment(image)
+    labels = result.labels.data
+    rows = []
+    for name, loader, group in (("white matter", datasets.load_mni152_wm_template, WM_GROUP),
+                                ("grey matter", datasets.load_mni152_gm_template, GM_GROUP)):
+        ref_img = loader(resolution=1)
+        reference = resample_to_grid(np.asarray(ref_img.get_fdata(), np.float32), ref_img.affine,
+                                     image.shape, image.affine) > 0.5
+        predicted = np.isin(labels, group)
+        dice = 2 * np.sum(predicted & reference) / (predicted.sum() + reference.sum())
+        rows.append({"group": name, "labels": " ".join(map(str, group)), "dice": dice,
+                     "predicted_ml": predicted.sum() / 1000.0, "reference_ml": reference.sum() / 1000.0})
+    frame = pd.DataFrame(rows)
+    tiv = result.volumes["total intracranial"]
+    frame.to_csv(out / "mni152_dice.tsv", sep="\t", index=False, float_format="%.4f")
+    print("\n## MNI152 T1 (nilearn, 1 mm), grouped Dice vs probability maps > 0.5\n")
+    print(markdown_table(frame))
+    print(f"\ntotal intracranial volume {tiv / 1000:.0f} ml; timings: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    print("QC:", getattr(result.qc, "flagged", result.qc))
+    (work / "mni_timings.json").write_text(json.dumps(result.timings))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lut = colour_lut(segmenter.label_table)
+    data = image.data
+    centre = np.rint(np.linalg.solve(image.affine, [0.0, -18.0, 12.0, 1.0])[:3]).astype(int)  # through the thalami
+    cuts = [(data[centre[0]], labels[centre[0]], "sagittal x=0"),
+            (data[:, centre[1]], labels[:, centre[1]], "coronal y=-18"),
+            (data[:, :, centre[2]], labels[:, :, centre[2]], "axial z=12")]
+    fig, axes = plt.subplots(2, 3, figsize=(11, 7.5))
+    for k, (img, lab, title) in enumerate(cuts):
+        axes[0, k].imshow(img.T, cmap="gray", origin="lower", interpolation="nearest")
+        axes[0, k].set_axis_off()
+        axes[0, k].set_title(title, fontsize=9)
+        overlay(axes[1, k], img, lab, lut)
+    fig.suptitle(f"MNI152 T1 1 mm, shipped model (WM Dice {rows[0]['dice']:.3f}, GM Dice {rows[1]['dice']:.3f})",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "mni152_overlay.png", dpi=72)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", default="curve,contrast,mni", help="comma-separated: curve, contrast, mni")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "synthseg",
+                        help="SynthSeg data folder (training_label_maps/, labels_classes_priors/)")
+    parser.add_argument("--model", type=Path, default=ROOT / "synthseg_bids" / "data" / "default_model.npz")
+    parser.add_argument("--checkpoints", type=Path, nargs="+",
+                        default=sorted((ROOT / ".devdata" / "shipped_run").glob("epoch_*.npz")),
+                        help="checkpoints for the Dice-vs-step curve")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "model")
+    parser.add_argument("--work-dir", type=Path, help="generated images (default: a temporary folder)")
+    parser.add_argument("--seed", type=int, default=20240917, help="generator seed (training used 0)")
+    parser.add_argument("--n-curve-images", type=int, default=4)
+    parser.add_argument("--curve-shape", type=int, nargs=3, default=[160, 160, 160])
+    parser.add_argument("--n-contrast-images", type=int, default=2)
+    parser.add_argument("--contrast-shape", type=int, nargs=3, default=[160, 176, 160],
+                        help="RAS window of the label maps (z a multiple of 5)")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="plumbing check: 1 small image per measurement, MNI without flip")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(stages) - {"curve", "contrast", "mni"}
+    if unknown:
+        raise SystemExit(f"unknown stages: {', '.join(sorted(unknown))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work_dir or Path(tmp)
+        for stage in stages:
+            (work / stage).mkdir(parents=True, exist_ok=True)
+            tic = time.perf_counter()
+            {"curve": stage_curve, "contrast": stage_contrast, "mni": stage_mni}[stage](args, args.out_dir, work)
+            logger.info("stage %s: %.0f s", stage, time.perf_counter() - tic)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
