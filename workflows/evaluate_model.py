@@ -305,6 +305,12 @@ def plot_examples(examples, table, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
+    try:  # noisy synthetic images compress badly: a 128-colour palette keeps the file < 300 KB
+        from PIL import Image as PILImage
+
+        PILImage.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+    except ImportError:
+        pass
 
 
 # --------------------------------------------------------------------------- MNI152
