@@ -140,7 +140,6 @@ def mean_fg(scores: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- curve
 def stage_curve(args, out: Path, work: Path) -> None:
-    import pandas as pd
     from synthseg_bids.generator import GenerationSpec, GeneratorSettings
     from synthseg_bids.network.model_file import read_model_file
     from synthseg_bids.training import make_validation_set, validate_checkpoints
@@ -305,12 +304,10 @@ def plot_examples(examples, table, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
-    try:  # noisy synthetic images compress badly: a 128-colour palette keeps the file < 300 KB
-        from PIL import Image as PILImage
+    # noisy synthetic images compress badly: a 128-colour palette keeps the file < 300 KB
+    from PIL import Image as PILImage  # pillow is a matplotlib dependency
 
-        PILImage.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
-    except ImportError:
-        pass
+    PILImage.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
 
 # --------------------------------------------------------------------------- MNI152
