@@ -96,17 +96,17 @@ class Network:
     def from_keras(cls, model: Any, info: Any, *, path: Path | None = None, device: str = "cpu") -> "Network":
         """Wrap a Keras U-Net and its :class:`~synthseg_bids.network.ModelInfo`.
 
-        The model runs in one ``tf.function`` traced once for every input shape.
+        On TensorFlow the model runs in one ``tf.function`` traced once for every input
+        shape. On JAX it runs as a ``jax.jit`` of its stateless call (compiled once for
+        every input shape), with its current weights and the inputs placed on
+        ``device`` ('cpu' or 'gpu'); later changes to the model's weights are not seen.
         """
-        import tensorflow as tf
+        import keras
 
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, None, 1], tf.float32)])
-        def run(batch):
-            return tf.cast(model(batch, training=False), tf.float32)
-
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return run(tf.constant(batch, dtype=tf.float32)).numpy()
-
+        if keras.backend.backend() == "jax":
+            predict = _jax_predict(model, device)
+        else:
+            predict = _tensorflow_predict(model)
         return cls(
             predict=predict,
             label_table=info.label_table,
@@ -119,14 +119,15 @@ class Network:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None) -> "Network":
-        """Load a model file after choosing TensorFlow's device and threads.
+        """Load a model file after choosing the Keras backend's device and threads (:mod:`.device`).
 
         Raises
         ------
         synthseg_bids.network.ModelFileError
             Missing or invalid model file (the message names it).
         synthseg_bids.inference.device.DeviceError
-            ``device='gpu'`` without a GPU, or a device change after TensorFlow started.
+            ``device='gpu'`` without a GPU, a device change after TensorFlow started, or
+            ``threads`` on JAX.
         """
         from ..network import load_model
         from .device import configure_device
@@ -135,6 +136,38 @@ class Network:
         used = configure_device(device, threads)
         model, info = load_model(path)
         return cls.from_keras(model, info, path=path, device=used)
+
+
+def _tensorflow_predict(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, None, 1], tf.float32)])
+    def run(batch):
+        return tf.cast(model(batch, training=False), tf.float32)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return run(tf.constant(batch, dtype=tf.float32)).numpy()
+
+    return predict
+
+
+def _jax_predict(model: Any, device: str) -> Callable[[np.ndarray], np.ndarray]:
+    import jax
+
+    target = jax.devices(device)[0]
+    trainable = jax.device_put([v.value for v in model.trainable_variables], target)
+    non_trainable = jax.device_put([v.value for v in model.non_trainable_variables], target)
+
+    @jax.jit
+    def run(trainable, non_trainable, batch):
+        outputs, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
+        return outputs.astype("float32")
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        # np.array copies: numpy views of JAX arrays are read-only, the segmenter writes in place
+        return np.array(run(trainable, non_trainable, jax.device_put(np.asarray(batch, np.float32), target)))
+
+    return predict
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 import gzip
 
+import keras
 import nibabel as nib
 import numpy as np
 import pytest
@@ -114,6 +115,10 @@ def test_gpu_request_without_gpu_is_an_error():
         configure_device("gpu")
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="TensorFlow-only: JAX refuses any thread count (tests/inference/test_backends_inference.py)",
+)
 def test_device_cannot_change_after_setup():
     used = configure_device("cpu" if not visible_gpus() else "gpu")
     assert configure_device("auto") == used
