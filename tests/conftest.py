@@ -63,3 +63,17 @@ def toy_affine(voxel=1.0) -> np.ndarray:
 @pytest.fixture
 def toy_label_map() -> np.ndarray:
     return make_toy_label_map()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model file of a tiny random-weight U-Net (2 levels, 4 features) over the 33 structures.
+
+    Its segmentations are meaningless; tests use it to exercise files, names, geometry and errors.
+    """
+    from synthseg_bids.core.labels import default_label_table
+    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
+
+    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
+    info = ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0)
+    return Path(save_model(tmp_path_factory.mktemp("model") / "tiny.npz", build_unet(settings, 33, seed=0), info))

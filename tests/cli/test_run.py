@@ -48,17 +48,13 @@ def tree(folder: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, tiny_model):
     """The example dataset at 1 mm / 40^3, a tiny model, fast settings."""
     from synthseg_bids.cli.example_data import make_example_dataset
-    from synthseg_bids.core.labels import default_label_table
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
 
     root = tmp_path_factory.mktemp("bidsapp")
     bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(40, 40, 40))
-    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
-    model = save_model(root / "tiny.npz", build_unet(settings, 33, seed=0),
-                       ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
+    model = tiny_model
     fast = root / "fast.toml"
     fast.write_text(FAST_TOML)
     return {"root": root, "bids": bids, "model": Path(model), "fast": fast}

@@ -29,13 +29,8 @@ INTENSITY = {0: 0.0, 258: 30.0, 24: 15.0, 3: 50.0, 42: 60.0, 2: 90.0, 41: 100.0,
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
-
-    settings = NetworkSettings(n_levels=2, base_features=4, conv_per_level=1)
-    path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    save_model(path, build_unet(settings, 33, seed=3), ModelInfo(network=settings, label_table=default_label_table()))
-    return path
+def model(tiny_model) -> Path:
+    return tiny_model
 
 
 @pytest.fixture(autouse=True)

@@ -22,16 +22,6 @@ from synthseg_bids.inference import (
 from inference_fakes import phantom, voxel_network
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
-
-    settings = NetworkSettings(n_levels=2, base_features=4, conv_per_level=1)
-    path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    save_model(path, build_unet(settings, 33, seed=3), ModelInfo(network=settings, label_table=default_label_table()))
-    return path
-
-
 @pytest.fixture
 def scan(tmp_path):
     image, _ = phantom((36, 36, 36))

@@ -129,15 +129,8 @@ def test_all_zero_image_loads_but_cannot_be_segmented(tmp_path, segment_run):
 # -- the same files through `synthseg-bids segment` (one run for all, per-scan failures) ----
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    from synthseg_bids.core.labels import default_label_table
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
-
-    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
-    path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    save_model(path, build_unet(settings, 33, seed=0),
-               ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
-    return path
+def model(tiny_model) -> Path:
+    return tiny_model
 
 
 @pytest.fixture

@@ -41,16 +41,12 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, tiny_model):
     from synthseg_bids.cli.example_data import make_example_dataset
-    from synthseg_bids.core.labels import default_label_table
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
 
     root = tmp_path_factory.mktemp("faults")
     bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(20, 20, 20))
-    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
-    model = save_model(root / "tiny.npz", build_unet(settings, 33, seed=0),
-                       ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
+    model = tiny_model
     fast = root / "fast.toml"
     fast.write_text(FAST_TOML)
     flt = root / "filter.json"

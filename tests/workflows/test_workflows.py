@@ -90,17 +90,6 @@ def _passthrough(dseg, volumes):
     return dseg, volumes
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from synthseg_bids.core.labels import default_label_table
-    from synthseg_bids.network import ModelInfo, NetworkSettings, build_unet, save_model
-
-    settings = NetworkSettings(base_features=4, n_levels=2, normalisation="none")
-    path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    return save_model(path, build_unet(settings, 33, seed=0),
-                      ModelInfo(network=settings, label_table=default_label_table(), resolution_mm=1.0))
-
-
 def test_parent_pipeline_embeds_segmentation_wf(tmp_path, tiny_model):
     """As an fMRIPrep-style pipeline would: a file from an upstream node into inputnode.in_file."""
     labels = make_toy_label_map((32, 32, 32))
