@@ -30,7 +30,23 @@ __all__ = [
 ]
 
 
-class LabelMapBatches(keras.utils.PyDataset):
+class _SeededBatches(keras.utils.PyDataset):
+    """``steps_per_epoch`` batches per epoch, batch ``step`` of ``epoch`` drawn with
+    ``default_rng([seed, epoch, step])`` (``epoch`` is set by the training loop), so which
+    data a step sees depends on (seed, epoch, step) only and survives a resume."""
+
+    def __init__(self, batch_size: int, steps_per_epoch: int, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+class LabelMapBatches(_SeededBatches):
     """Batches of training label maps (generation indices) chosen at random.
 
     Parameters
@@ -45,17 +61,10 @@ class LabelMapBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, indices: np.ndarray, batch_size: int, steps_per_epoch: int, seed: int):
-        super().__init__(workers=1, use_multiprocessing=False)
+        super().__init__(batch_size, steps_per_epoch, seed)
         if indices.ndim != 4 or len(indices) == 0:
             raise ValueError(f"expected label maps as an array (N, X, Y, Z) with N >= 1, got shape {indices.shape}")
         self.indices = indices
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
 
     def choice(self, epoch: int, step: int) -> np.ndarray:
         """Indices of the label maps used at ``(epoch, step)``."""
@@ -82,7 +91,7 @@ class TrainingPair:
         self.name = name
 
 
-class ImageLabelCrops(keras.utils.PyDataset):
+class ImageLabelCrops(_SeededBatches):
     """Random augmented crops of (image, label channel) pairs for supervised training.
 
     Batch items are ``((image (B, *crop, 1) float32, channels (B, *crop) uint8),)``; the
@@ -109,19 +118,12 @@ class ImageLabelCrops(keras.utils.PyDataset):
         steps_per_epoch: int,
         seed: int,
     ):
-        super().__init__(workers=1, use_multiprocessing=False)
+        super().__init__(batch_size, steps_per_epoch, seed)
         if not pairs:
             raise ValueError("no training pairs")
         self.pairs = list(pairs)
         self.flip_permutation = np.asarray(flip_permutation, dtype=np.uint8)
         self.augmentation = augmentation
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
 
     def __getitem__(self, step: int) -> tuple[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([self.seed, self.epoch, step])
