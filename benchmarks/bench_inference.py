@@ -2,8 +2,9 @@
 
 Each configuration runs in its own subprocess so that its peak resident memory
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which includes TensorFlow's allocations)
-is measured alone. The scan is the MNI152 T1 (nilearn's bundled template) zero-padded to
-256^3 at 1 mm, or a synthetic ellipsoid phantom when nilearn is missing.
+is measured alone. The scan is the MNI152 T1 (nilearn's bundled template) resampled onto a
+centred ``--size``^3 grid of ``--voxel`` mm (default 256^3 at 1 mm, i.e. zero-padded), or a
+synthetic ellipsoid phantom when nilearn is missing.
 
 Configurations:
 
@@ -17,6 +18,7 @@ Usage::
 
     python benchmarks/bench_inference.py --device cpu --threads 2 --scans 2
     python benchmarks/bench_inference.py --device gpu --scans 4 --model model.npz
+    python benchmarks/bench_inference.py --threads 2 --scans 1 --size 512 --voxel 0.5 --skip-separate
 """
 
 from __future__ import annotations
@@ -38,29 +40,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def make_scan(path: Path, size: int) -> str:
-    """Write the benchmark scan; returns its description."""
+def make_scan(path: Path, size: int, voxel: float = 1.0) -> str:
+    """Write the benchmark scan (``size``^3 voxels of ``voxel`` mm, centred); returns its description."""
     from synthseg_bids.core.io import save_image
+    from synthseg_bids.core.resample import resample_to_grid
 
     try:
         from nilearn import datasets
 
         t1 = datasets.load_mni152_template(resolution=1)
-        data = np.asarray(t1.get_fdata(), np.float32)
-        source = "MNI152 T1 (nilearn), zero-padded"
+        data, source_affine = np.asarray(t1.get_fdata(), np.float32), t1.affine
+        source = "MNI152 T1 (nilearn)"
     except Exception:  # nilearn missing or without its bundled templates
         grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 180)] * 3, indexing="ij"))
         r = np.sqrt(((grid / np.array([0.75, 0.9, 0.8])[:, None, None, None]) ** 2).sum(0))
         data = np.select([r < 0.6, r < 0.8, r < 0.95], [1.0, 0.6, 0.3], 0.0).astype(np.float32)
+        source_affine = np.eye(4)
+        source_affine[:3, 3] = -90
         source = "synthetic ellipsoid phantom (nilearn unavailable)"
-    out = np.zeros((size,) * 3, np.float32)
-    src = tuple(slice(max(0, (n - size) // 2), max(0, (n - size) // 2) + min(n, size)) for n in data.shape)
-    dst = tuple(slice(max(0, (size - n) // 2), max(0, (size - n) // 2) + min(n, size)) for n in data.shape)
-    out[dst] = data[src]
-    affine = np.eye(4)
-    affine[:3, 3] = -size / 2
-    save_image(out, affine, path)
-    return f"{source} to {size}^3 at 1 mm"
+    centre = source_affine[:3, :3] @ ((np.array(data.shape) - 1) / 2) + source_affine[:3, 3]
+    affine = np.diag([voxel, voxel, voxel, 1.0])
+    affine[:3, 3] = centre - voxel * (size - 1) / 2
+    out = resample_to_grid(data, source_affine, (size,) * 3, affine, order=1, cval=0.0)
+    save_image(out.astype(np.float32), affine, path)
+    return f"{source}, resampled to {size}^3 at {voxel:g} mm"
 
 
 def make_model(path: Path) -> tuple[str, bool]:
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
     parser.add_argument("--scans", type=int, default=2, help="scans per run (segment_many vs separate processes)")
-    parser.add_argument("--size", type=int, default=256, help="edge of the cubic 1 mm scan")
+    parser.add_argument("--size", type=int, default=256, help="edge of the cubic scan, in voxels")
+    parser.add_argument("--voxel", type=float, default=1.0, help="voxel size of the scan (mm), e.g. 0.5 with --size 512")
     parser.add_argument("--no-flip", action="store_true", help="no flip augmentation")
     parser.add_argument("--skip-separate", action="store_true", help="do not run the N separate processes")
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         args.scan = str(tmp / "scan.nii.gz")
         args.out = str(tmp / "out")
-        scan_text = make_scan(Path(args.scan), args.size)
+        scan_text = make_scan(Path(args.scan), args.size, args.voxel)
         if args.model is None:
             args.model, shipped = make_model(tmp / "random_model.npz")
             model_text = (f"shipped model {args.model}" if shipped else

@@ -2,19 +2,21 @@
 
 Usage::
 
-    python -m synthseg_bids.cli.example_data OUT [--resolution MM] [--force]
+    python -m synthseg_bids.cli.example_data OUT [--resolution MM] [--subjects N] [--force]
 
 The scans are made from the MNI152 (ICBM 2009a) template shipped inside the
 ``nilearn`` package (read as a file; nilearn is not imported): a T1w resampled to the
 chosen resolution, a T2w-like contrast remapped from the template's grey- and
 white-matter probability maps (CSF bright, grey matter mid, white matter dark), a second
 session, and a second subject at an anisotropic resolution (slices 1.5x thicker),
-each with a small random rigid shift and noise. Layout::
+each with a small random rigid shift and noise. With ``--subjects N`` (N > 2), subjects
+``sub-03`` ... add one T1w each (own shift and noise), for scaling tests and benchmarks. Layout::
 
     OUT/dataset_description.json  README  participants.tsv  participants.json
     OUT/sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz  sub-01_ses-1_T2w.nii.gz  (+ .json)
     OUT/sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz
     OUT/sub-02/anat/sub-02_T1w.nii.gz
+    OUT/sub-03/anat/sub-03_T1w.nii.gz ...        (only with n_subjects > 2)
 
 The dataset passes the official BIDS validator.
 """
@@ -96,6 +98,7 @@ def make_example_dataset(
     *,
     resolution_mm: float = 2.0,
     shape: Sequence[int] | None = None,
+    n_subjects: int = 2,
     seed: int = 0,
     force: bool = False,
 ) -> Path:
@@ -110,12 +113,16 @@ def make_example_dataset(
     shape : sequence of int, optional
         Grid shape (default: the brain's field of view at ``resolution_mm``); e.g.
         ``(40, 40, 40)`` with ``resolution_mm=4.5`` for tests.
+    n_subjects : int
+        At least 2; subjects ``sub-03`` onwards have one isotropic T1w each.
     seed : int
         Noise and shift seed.
     force : bool
         Replace an existing non-empty folder.
     """
     out = Path(out_dir)
+    if n_subjects < 2:
+        raise ValueError(f"n_subjects must be at least 2, got {n_subjects}")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"{out} exists and is not empty (use --force to replace it)")
@@ -126,7 +133,7 @@ def make_example_dataset(
         ("01", "1", "T2w", resolution_mm),
         ("01", "2", "T1w", resolution_mm),
         ("02", None, "T1w", (resolution_mm, resolution_mm, 1.5 * resolution_mm)),
-    ]
+    ] + [(f"{i:02d}", None, "T1w", resolution_mm) for i in range(3, n_subjects + 1)]
     sidecars = {
         "T1w": {"MagneticFieldStrength": 3, "Manufacturer": "synthetic", "RepetitionTime": 2.3, "EchoTime": 0.003,
                 "InversionTime": 0.9, "FlipAngle": 9},
@@ -156,7 +163,8 @@ def make_example_dataset(
         "Synthetic example dataset written by synthseg_bids.cli.example_data from the MNI152 ICBM 2009a "
         "template: sub-01 has two sessions (T1w and a T2w-like contrast in ses-1), sub-02 one anisotropic T1w.\n",
     )
-    atomic_write_text(out / "participants.tsv", "participant_id\tage\tsex\nsub-01\t30\tF\nsub-02\t40\tM\n")
+    participants = "".join(f"sub-{i:02d}\t{20 + 10 * (i % 5)}\t{'MF'[i % 2]}\n" for i in range(1, n_subjects + 1))
+    atomic_write_text(out / "participants.tsv", "participant_id\tage\tsex\n" + participants)
     atomic_write_text(
         out / "participants.json",
         json.dumps({"age": {"Description": "age (synthetic)", "Units": "year"},
@@ -173,12 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", type=Path, help="folder to create")
     parser.add_argument("--resolution", type=float, default=2.0, metavar="MM", help="voxel size in mm")
+    parser.add_argument("--subjects", type=int, default=2, metavar="N",
+                        help="number of subjects (default 2; sub-03 onwards have one T1w each)")
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty folder")
     args = parser.parse_args(argv)
     if args.resolution <= 0:
         parser.error(f"--resolution must be positive, got {args.resolution}")
+    if args.subjects < 2:
+        parser.error(f"--subjects must be at least 2, got {args.subjects}")
     try:
-        out = make_example_dataset(args.out_dir, resolution_mm=args.resolution, force=args.force)
+        out = make_example_dataset(args.out_dir, resolution_mm=args.resolution, n_subjects=args.subjects,
+                                   force=args.force)
     except (FileExistsError, FileNotFoundError) as err:
         print(f"example_data: error: {err}", file=sys.stderr)
         return 1

@@ -26,6 +26,9 @@ from typing import Sequence
 __all__ = ["main"]
 
 LOGGER = logging.getLogger("synthseg_bids.cli")
+#: Nipype plugins that run nodes on this machine, and how often they look for finished nodes.
+LOCAL_PLUGINS = ("MultiProc", "LegacyMultiProc")
+LOCAL_POLL_SECONDS = 0.1
 
 
 def _error(message: str) -> int:
@@ -113,6 +116,9 @@ def _plugin(config) -> tuple[str, dict]:
             raise BIDSError(f"--use-plugin: {config.use_plugin} is not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(settings, dict) or "plugin" not in settings:
             raise BIDSError(f"--use-plugin: {config.use_plugin} must define 'plugin' (and optionally 'plugin_args')")
+        # Nipype's batch plugins (SLURM, SGE, PBS, ...) name jobs after $LOGNAME, which
+        # `apptainer run --cleanenv` and some job environments leave unset.
+        os.environ.setdefault("LOGNAME", _user_name())
         return str(settings["plugin"]), dict(settings.get("plugin_args") or {})
     if config.nprocs == 1:
         return "Linear", {}
@@ -120,6 +126,15 @@ def _plugin(config) -> tuple[str, dict]:
     if config.mem_gb:
         args["memory_gb"] = config.mem_gb
     return "MultiProc", args
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return str(os.getuid())
 
 
 def run_participant(config) -> int:
@@ -231,6 +246,11 @@ def _run_workflow(config, todo, model_sha256, versions, run_log_dir: Path) -> di
         "check_version": "false",
     })  # fmt: skip
     plugin, plugin_args = _plugin(config)
+    if plugin in LOCAL_PLUGINS:
+        # Nipype checks for finished nodes every poll_sleep_duration (2 s by default): with
+        # about six nodes per scan that idled ~4 s per scan. Local checks are cheap; batch
+        # plugins (SLURM, SGE) keep the default, as each check there calls squeue/qstat.
+        workflow.config["execution"]["poll_sleep_duration"] = str(LOCAL_POLL_SECONDS)
     start = time.time()
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)

@@ -212,8 +212,9 @@ def resample_posteriors(
     """Resample posteriors trilinearly onto another grid, then take the argmax there.
 
     Target voxels outside the source grid are background (posterior 1 in channel
-    ``background``). Without ``keep_posteriors`` only a running maximum is kept, so the
-    memory used is two target-sized arrays whatever the number of channels.
+    ``background``). Without ``keep_posteriors`` the result is the same argmax, computed
+    without resampling every channel everywhere (see :func:`_resampled_argmax`): memory
+    is one target-sized label array plus bounded slabs, whatever the number of channels.
 
     Parameters
     ----------
@@ -246,23 +247,74 @@ def resample_posteriors(
     if exact is not None:
         index = np.argmax(posteriors, axis=-1).astype(np.int32)
         return _copy_exact(index, shape, exact, np.array([background])), None
-    best = np.full(shape, -1.0, dtype=np.float32)
-    index = np.zeros(shape, dtype=np.int32)
-    channel = np.empty(shape, dtype=np.float32)
-    for k in range(n_channels):
-        ndimage.affine_transform(
-            np.asarray(posteriors[..., k], dtype=np.float32),
-            mapping,
-            output_shape=shape,
-            output=channel,
-            order=1,
-            mode="constant",
-            cval=float(cvals[k]),
-        )
-        better = channel > best
-        best[better] = channel[better]
-        index[better] = k
-    return index, None
+    return _resampled_argmax(posteriors, mapping, shape, cvals), None
+
+
+def _resampled_argmax(
+    posteriors: np.ndarray, mapping: np.ndarray, shape: tuple[int, ...], cvals: np.ndarray, slab_voxels: int = 1 << 21
+) -> np.ndarray:
+    """Argmax over channels of the trilinearly resampled posteriors, without resampling them all.
+
+    Trilinear interpolation is a convex combination of the 8 corners of the source cell
+    that holds the target point, with the same weights for every channel. Where those 8
+    corners share their argmax ``k`` (``p_k >= p_j`` at each, strictly for ``j < k``), the
+    interpolated ``p_k`` is therefore the largest too, with the same tie-break as ``argmax``:
+    the label is ``k`` with no interpolation at all. Only target points in cells whose
+    corners disagree (label borders) are interpolated, every channel at once, by gathering
+    the 8 corners' posterior vectors. As with :func:`scipy.ndimage.affine_transform`
+    (``order=1, mode="constant"``), points outside the source grid's extent take ``cvals``,
+    i.e. the channel whose ``cval`` is largest (background). Target voxels are processed
+    in slabs of about ``slab_voxels``.
+    """
+    source_shape = np.array(posteriors.shape[:3])
+    source_index = np.argmax(posteriors, axis=-1).astype(np.int32)
+    corner = source_index[:-1, :-1, :-1]
+    uniform = np.ones(corner.shape, dtype=bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                if dx or dy or dz:
+                    shifted = source_index[dx:, dy:, dz:][: corner.shape[0], : corner.shape[1], : corner.shape[2]]
+                    uniform &= shifted == corner
+    outside_label = int(np.argmax(cvals))
+    last = source_shape[:, None] - 1
+    out = np.empty(shape, dtype=np.int32)
+    rows = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+    jj, kk = np.meshgrid(np.arange(shape[1], dtype=np.float64), np.arange(shape[2], dtype=np.float64), indexing="ij")
+    linear, offset = mapping[:3, :3], mapping[:3, 3]
+    in_plane = linear[:, 1, None, None] * jj + linear[:, 2, None, None] * kk + offset[:, None, None]
+    for start in range(0, shape[0], rows):
+        ii = np.arange(start, min(start + rows, shape[0]), dtype=np.float64)
+        coords = (linear[:, 0, None, None, None] * ii[None, :, None, None] + in_plane[:, None]).reshape(3, -1)
+        labels = np.full(coords.shape[1], outside_label, dtype=np.int32)
+        inside = np.all((coords >= 0) & (coords <= last), axis=0)
+        points = coords[:, inside]
+        base = np.minimum(np.floor(points).astype(np.intp), np.maximum(last - 1, 0))
+        in_cell = np.all(base < last, axis=0)  # the cell base..base+1 exists (not a 1-voxel axis)
+        settled = np.zeros(points.shape[1], dtype=bool)
+        settled[in_cell] = uniform[base[0, in_cell], base[1, in_cell], base[2, in_cell]]
+        values = np.empty(points.shape[1], dtype=np.int32)
+        values[settled] = corner[base[0, settled], base[1, settled], base[2, settled]]
+        todo = ~settled
+        values[todo] = _trilinear_argmax(posteriors, points[:, todo], base[:, todo], last)
+        labels[inside] = values
+        out[start:start + len(ii)] = labels.reshape(len(ii), shape[1], shape[2])
+    return out
+
+
+def _trilinear_argmax(posteriors: np.ndarray, points: np.ndarray, base: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Argmax of the posteriors interpolated at ``points`` (3, N), inside the grid, cell corners ``base``."""
+    frac = (points - base).astype(np.float32)
+    upper = np.minimum(base + 1, last)
+    total = np.zeros((points.shape[1], posteriors.shape[3]), dtype=np.float32)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                weight = ((frac[0] if dx else 1 - frac[0]) * (frac[1] if dy else 1 - frac[1])
+                          * (frac[2] if dz else 1 - frac[2]))
+                index = tuple((upper if d else base)[axis] for axis, d in enumerate((dx, dy, dz)))
+                total += weight[:, None] * posteriors[index]
+    return np.argmax(total, axis=1).astype(np.int32)
 
 
 def _exact_mapping(mapping: np.ndarray, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -38,6 +38,7 @@ from ..core.labels import LabelTable
 from ..core.postprocess import keep_largest_components
 from ..core.resample import resample_posteriors
 from ..core.volumes import volumes_from_posteriors
+from .memory import check_posteriors_fit
 from .preprocess import PreparedScan, extract_window, prepare_scan
 from .qc import QualityControl, quality_control
 from .settings import InferenceSettings
@@ -302,12 +303,16 @@ class Segmenter:
         Raises
         ------
         ImageError
-            Unreadable, not 3D, non-finite or constant (e.g. all-zero) scan; names the file.
+            Unreadable, not 3D, non-finite or constant (e.g. all-zero) scan; or ``posteriors``
+            asked for a scan whose posteriors cannot fit in memory
+            (:func:`~synthseg_bids.inference.memory.check_posteriors_fit`). Names the file.
         """
         s = self.settings
         table = self.label_table
         tic = time.perf_counter()
         image = _checked(scan) if isinstance(scan, Image) else load_image(scan)
+        if posteriors:
+            check_posteriors_fit(image.path, image.shape, len(table))
         timings = {"load": time.perf_counter() - tic}
 
         tic = time.perf_counter()

@@ -48,3 +48,19 @@ def test_container_is_recorded_in_generated_by(monkeypatch):
 
     monkeypatch.setenv("APPTAINER_CONTAINER", "/images/synthseg-bids.sif")
     assert container_info() == ("apptainer", "/images/synthseg-bids.sif")
+
+
+def test_array_job_script_checks_its_arguments(tmp_path):
+    """Outside SLURM or with a task beyond the participants: a usage line or a one-line error."""
+    script = ROOT / "singularity" / "slurm_array_job.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: sbatch --array=1-N")
+    for name in ("sub-01", "sub-02"):
+        (tmp_path / "bids" / name).mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_JOB_ID": "7"}
+    beyond = subprocess.run(["bash", str(script), str(tmp_path / "bids"), str(tmp_path / "out"), str(tmp_path / "w")],
+                            capture_output=True, text=True, env=env)
+    assert beyond.returncode == 1
+    assert beyond.stderr.strip() == f"synthseg-bids: error: array task 3 but {tmp_path / 'bids'} has 2 participants"
+    assert not (tmp_path / "out").exists()

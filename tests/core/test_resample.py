@@ -123,3 +123,65 @@ def test_resample_posteriors_running_argmax_matches_full():
     np.testing.assert_array_equal(fast, full_index)
     # trilinear interpolation of probabilities keeps them summing to one (outside: background)
     np.testing.assert_allclose(full.sum(-1), 1.0, atol=1e-5)
+
+
+def _reference_argmax(post, mapping, shape, cvals):
+    """Brute force: every channel resampled on the whole target grid by scipy, then argmax."""
+    stack = [ndimage.affine_transform(post[..., k], mapping, output_shape=shape, order=1, mode="constant",
+                                      cval=float(cvals[k])) for k in range(post.shape[-1])]
+    return np.argmax(np.stack(stack, -1), axis=-1), np.sort(np.stack(stack, -1), axis=-1)
+
+
+@pytest.mark.parametrize("slab_voxels", [50, 1 << 21])
+def test_argmax_without_full_resampling_equals_scipy_brute_force(slab_voxels, monkeypatch):
+    """Posteriors like a network's (smoothed one-hot labels: wide uniform regions, soft borders) on
+    an oblique, anisotropic target grid that extends past the source on every side."""
+    from synthseg_bids.core import resample as module
+
+    rng = np.random.default_rng(7)
+    labels = ndimage.zoom(rng.integers(0, 6, (10, 12, 8)), 2, order=0)  # 20x24x16, small blocky regions
+    post = ndimage.gaussian_filter(np.eye(6, dtype=np.float32)[labels], (0.5, 0.5, 0.5, 0)).astype(np.float32)
+    post += 0.05 * rng.random(post.shape, dtype=np.float32)  # no exact ties between channels
+    post /= post.sum(-1, keepdims=True)
+    src = np.eye(4)
+    angle = np.deg2rad(17)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    dst = np.eye(4)
+    dst[:3, :3] = rot @ np.diag([0.4, 0.5, 0.9])
+    dst[:3, 3] = [-4.0, -3.0, -2.5]
+    shape = (66, 64, 26)
+    cvals = np.array([1.0, 0, 0, 0, 0, 0])
+    mapping = module.grid_mapping(src, dst)
+    interpolated = []
+    real = module._trilinear_argmax
+    monkeypatch.setattr(module, "_trilinear_argmax",
+                        lambda post, points, *args: (interpolated.append(points.shape[1]), real(post, points, *args))[1])
+    index = module._resampled_argmax(post, mapping, shape, cvals, slab_voxels=slab_voxels)
+    expected, ranked = _reference_argmax(post, mapping, shape, cvals)
+    margin = ranked[..., -1] - ranked[..., -2]
+    differ = index != expected
+    assert np.all(margin[differ] < 1e-6), f"{differ.sum()} voxels differ beyond floating-point ties"
+    assert differ.sum() <= 2
+    assert (expected == 0).mean() > 0.2 and len(np.unique(expected)) == 6  # outside and every label present
+    assert 0 < sum(interpolated) < 0.5 * np.prod(shape)  # uniform cells and outside points skip interpolation
+    index_public, _ = resample_posteriors(post, src, shape, dst)
+    np.testing.assert_array_equal(index_public, module._resampled_argmax(post, mapping, shape, cvals))
+
+
+@pytest.mark.parametrize("corner", [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+def test_argmax_sees_a_cell_whose_single_corner_differs(corner):
+    """7 corners of the cell say channel 0, one says channel 1: points near that corner are channel 1."""
+    from synthseg_bids.core import resample as module
+
+    post = np.zeros((3, 3, 3, 2), np.float32)
+    post[..., 0] = 0.8
+    post[..., 1] = 0.2
+    post[corner + (0,)], post[corner + (1,)] = 0.1, 0.9
+    near = 0.1 + 0.8 * np.array(corner)  # inside the first cell, close to `corner`
+    target = np.eye(4)
+    target[:3, :3] = 0.01 * np.eye(3)
+    target[:3, 3] = near
+    index = module._resampled_argmax(post, module.grid_mapping(np.eye(4), target), (2, 2, 2), np.array([1.0, 0.0]))
+    expected, _ = _reference_argmax(post, module.grid_mapping(np.eye(4), target), (2, 2, 2), [1.0, 0.0])
+    assert expected.min() == 1
+    np.testing.assert_array_equal(index, expected)

@@ -247,6 +247,24 @@ def test_out_of_memory_is_a_clear_per_scan_error(tmp_path, model, small_input, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_T1w.nii.gz"]
 
 
+def test_posteriors_that_cannot_fit_in_memory_are_refused_before_any_work(tmp_path, model, small_input,
+                                                                         monkeypatch):
+    """A 0.5 mm 512^3 scan needs ~35 GB for its posteriors: refused up front (here: 'available' set to 1 MB)."""
+    from synthseg_bids.inference import Segmenter, memory
+
+    def must_not_run(self, batch):
+        raise AssertionError("the network ran although the request was refused")
+
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**20)
+    monkeypatch.setattr(Segmenter, "predict_window", must_not_run)
+    scan = nifti(tmp_path / "sub-01_T1w.nii.gz", head())
+    code, err = run_segment("--i", scan, "--o", tmp_path / "seg.nii.gz", "--post", tmp_path / "post.nii.gz",
+                            "--model", model, "--cpu")
+    assert code == 1
+    assert f"error: {scan}: posteriors on its 24x24x24 grid (33 structures) need about 3.5 MB, more than the 1.0 MB" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_T1w.nii.gz"]
+
+
 # -- full disk -----------------------------------------------------------------------
 
 def _full_disk(monkeypatch, module):
