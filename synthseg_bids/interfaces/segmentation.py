@@ -7,12 +7,11 @@ worker, over many scans does not reload it for every node. TensorFlow is importe
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from nipype.interfaces.base import (
@@ -25,6 +24,9 @@ from nipype.interfaces.base import (
 )
 
 from ..core.io import save_image, strip_image_suffix
+
+if TYPE_CHECKING:
+    from ..inference import QualityControl
 
 __all__ = ["SynthSeg", "file_sha256", "get_segmenter", "qc_to_dict"]
 
@@ -50,40 +52,14 @@ def get_segmenter(model: str | os.PathLike | None = None, device: str = "auto", 
     return cached_segmenter(model, InferenceSettings.from_dict(fields))
 
 
-def qc_to_dict(qc: Any) -> dict[str, Any]:
-    """QC result as ``{"scores": {name: float}, "flag": bool, ...}`` whatever its type."""
-    if qc is None:
-        return {"scores": {}, "flag": False}
-    if dataclasses.is_dataclass(qc):
-        data = dataclasses.asdict(qc)
-    elif isinstance(qc, dict):
-        data = dict(qc)
-    elif hasattr(qc, "_asdict"):
-        data = qc._asdict()
-    else:
-        data = {k: v for k, v in vars(qc).items() if not k.startswith("_")}
-    scores = data.pop("scores", None)
-    if scores is None:
-        scores = {k: v for k, v in data.items() if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
-        data = {k: v for k, v in data.items() if k not in scores}
-    flag = data.pop("flag") if "flag" in data else bool(data.get("flagged") or data.get("failed"))
-    out = {"scores": {str(k): float(v) for k, v in dict(scores).items()}, "flag": bool(flag)}
-    out.update({k: _plain(v) for k, v in data.items()})
-    return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def qc_to_dict(qc: QualityControl) -> dict[str, Any]:
+    """A :class:`~synthseg_bids.inference.QualityControl` as plain JSON-ready values."""
+    return {
+        "scores": {str(k): float(v) for k, v in qc.scores.items()},
+        "flag": bool(qc.flag),
+        "flagged": [str(name) for name in qc.flagged],
+        "thresholds": {str(k): float(v) for k, v in qc.thresholds.items()},
+    }
 
 
 class _SynthSegInputSpec(BaseInterfaceInputSpec):
@@ -120,27 +96,20 @@ class SynthSeg(SimpleInterface):
         cwd = Path(runtime.cwd)
 
         labels = result.labels
-        header = getattr(labels, "header", None)
-        dseg = save_image(np.asarray(labels.data), labels.affine, cwd / f"{stem}_dseg.nii.gz", dtype=np.int16,
-                          header=header)
+        dseg = save_image(labels.data, labels.affine, cwd / f"{stem}_dseg.nii.gz", dtype=np.int16,
+                          header=labels.header)
         self._results["out_dseg"] = str(dseg)
-
-        posteriors = getattr(result, "posteriors", None)
-        if self.inputs.write_posteriors and posteriors is not None:
-            data = getattr(posteriors, "data", posteriors)
-            probseg = save_image(np.asarray(data, dtype=np.float32), labels.affine, cwd / f"{stem}_probseg.nii.gz")
+        if self.inputs.write_posteriors:
+            probseg = save_image(result.posteriors, labels.affine, cwd / f"{stem}_probseg.nii.gz", dtype=np.float32)
             self._results["out_probseg"] = str(probseg)
 
-        table = getattr(result, "label_table", None) or getattr(segmenter, "label_table", None)
-        info = getattr(segmenter, "model_info", None) or getattr(segmenter, "info", None)
-        model_path = getattr(segmenter, "model_path", None) or model
         results = {
             "source": str(Path(self.inputs.in_file).resolve()),
-            "volumes": {str(k): float(v) for k, v in dict(result.volumes).items()},
-            "qc": qc_to_dict(getattr(result, "qc", None)),
-            "label_table": table.to_metadata() if table is not None else None,
-            "model": str(model_path) if model_path else None,
-            "model_resolution_mm": _plain(getattr(info, "resolution_mm", None)),
+            "volumes": {str(k): float(v) for k, v in result.volumes.items()},
+            "qc": qc_to_dict(result.qc),
+            "label_table": result.label_table.to_metadata(),
+            "model": str(segmenter.model_path) if segmenter.model_path else None,
+            "model_resolution_mm": float(segmenter.model_info.resolution_mm),
         }
         out = cwd / f"{stem}_results.json"
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -70,19 +70,15 @@ def test_volumes_table_and_group_summary(tmp_path):
     assert summary.loc[summary["structure"] == "total intracranial", "std"].iloc[0] == 0
 
 
-def test_qc_to_dict_accepts_dataclass_and_dict():
-    from dataclasses import dataclass, field
+def test_qc_to_dict_gives_plain_json_values():
+    from synthseg_bids.inference import QualityControl
 
-    @dataclass
-    class QC:
-        scores: dict
-        flag: bool
-        flagged: tuple = ()
-        thresholds: dict = field(default_factory=dict)
-
-    out = qc_to_dict(QC({"a": np.float32(0.5)}, True, ("a",)))
-    assert out["scores"] == {"a": 0.5} and out["flag"] is True and out["flagged"] == ["a"]
-    assert qc_to_dict(None) == {"scores": {}, "flag": False}
+    qc = QualityControl({"cortex confidence": np.float32(0.5)}, np.bool_(True), ("cortex confidence",),
+                        {"confidence": 0.6})
+    out = qc_to_dict(qc)
+    assert out == {"scores": {"cortex confidence": 0.5}, "flag": True, "flagged": ["cortex confidence"],
+                   "thresholds": {"confidence": 0.6}}
+    assert json.loads(json.dumps(out)) == out and type(out["flag"]) is bool
 
 
 def test_figure_and_subject_report(tmp_path):
