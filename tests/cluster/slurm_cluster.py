@@ -30,10 +30,16 @@ def missing_programs() -> list[str]:
     return [name for name in DAEMONS + CLIENTS if shutil.which(name, path=path) is None]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on localhost now (all held open until chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _memory_mb() -> int:
@@ -71,13 +77,14 @@ class SlurmCluster:
         key.write_bytes(os.urandom(128))
         key.chmod(0o600)
         f = self.folder
+        ctld_port, slurmd_port = _free_ports(2)
         config = f"""\
 ClusterName=synthsegtest
 SlurmctldHost=localhost
 SlurmUser={user}
 SlurmdUser={user}
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={f}/munge/munge.socket
