@@ -1,8 +1,8 @@
 """Memory the process may still use, and the refusal of outputs that cannot fit in it.
 
-The label map on the input grid needs a few input-sized arrays whatever the number of
-structures (:func:`~synthseg_bids.core.resample.resample_posteriors` keeps a running
-maximum), but posteriors on the input grid need ``4 x K`` bytes per voxel: 17.7 GB for a
+The label map on the input grid needs one input-sized array plus bounded slabs whatever
+the number of structures (:func:`~synthseg_bids.core.resample.resample_posteriors` takes
+the argmax slab by slab), but posteriors on the input grid need ``4 x K`` bytes per voxel: 17.7 GB for a
 0.5 mm 512^3 scan and 33 structures. Rather than let the kernel's OOM killer end the
 process half-way (no message, other scans lost), :func:`check_posteriors_fit` refuses such a
 request before any work, naming the scan and the figures.
