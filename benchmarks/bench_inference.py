@@ -59,8 +59,9 @@ def make_scan(path: Path, size: int, voxel: float = 1.0) -> str:
         source_affine[:3, 3] = -90
         source = "synthetic ellipsoid phantom (nilearn unavailable)"
     centre = source_affine[:3, :3] @ ((np.array(data.shape) - 1) / 2) + source_affine[:3, 3]
+    origin = np.linalg.solve(source_affine, [*(centre - voxel * (size - 1) / 2), 1.0])
     affine = np.diag([voxel, voxel, voxel, 1.0])
-    affine[:3, 3] = centre - voxel * (size - 1) / 2
+    affine[:3, 3] = (source_affine @ np.r_[np.round(origin[:3]), 1.0])[:3]  # on the source grid: 1 mm copies exactly
     out = resample_to_grid(data, source_affine, (size,) * 3, affine, order=1, cval=0.0)
     save_image(out.astype(np.float32), affine, path)
     return f"{source}, resampled to {size}^3 at {voxel:g} mm"
