@@ -60,6 +60,23 @@ def toy_affine(voxel=1.0) -> np.ndarray:
     return aff
 
 
+#: Fast prediction settings for BIDS-App tests: no flip, no post-processing, small network input.
+FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
+
+
+def make_app_data(root: Path, model: Path, *, shape=(20, 20, 20), n_subjects: int = 2) -> dict:
+    """The example BIDS dataset at 1 mm with ``shape`` voxels, a model and a fast-settings TOML under ``root``.
+
+    Returns ``{"root", "bids", "model", "fast"}``, what the BIDS-App tests pass to the command line.
+    """
+    from synthseg_bids.cli.example_data import make_example_dataset
+
+    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=shape, n_subjects=n_subjects)
+    fast = root / "fast.toml"
+    fast.write_text(FAST_TOML)
+    return {"root": root, "bids": bids, "model": Path(model), "fast": fast}
+
+
 @pytest.fixture
 def toy_label_map() -> np.ndarray:
     return make_toy_label_map()

@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_app_data
 
 from synthseg_bids.cli.main import main
 
@@ -29,8 +30,6 @@ SCANS = {
     "sub-01/ses-2/anat/sub-01_ses-2_desc-synthsegT1w": "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz",
     "sub-02/anat/sub-02_desc-synthsegT1w": "sub-02/anat/sub-02_T1w.nii.gz",
 }
-#: Fast prediction for tests: no flip, no post-processing, small network input.
-FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
 
 
 def _validator():
@@ -50,14 +49,7 @@ def tree(folder: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_model):
     """The example dataset at 1 mm / 40^3, a tiny model, fast settings."""
-    from synthseg_bids.cli.example_data import make_example_dataset
-
-    root = tmp_path_factory.mktemp("bidsapp")
-    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(40, 40, 40))
-    model = tiny_model
-    fast = root / "fast.toml"
-    fast.write_text(FAST_TOML)
-    return {"root": root, "bids": bids, "model": Path(model), "fast": fast}
+    return make_app_data(tmp_path_factory.mktemp("bidsapp"), tiny_model, shape=(40, 40, 40))
 
 
 def run_app(data, out, *args, level="participant"):

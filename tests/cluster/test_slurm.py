@@ -30,12 +30,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_app_data
 from slurm_cluster import SlurmCluster, missing_programs
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
 BROKEN = "sub-04/anat/sub-04_T1w.nii.gz"
 
 
@@ -52,17 +52,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_model):
-    from synthseg_bids.cli.example_data import make_example_dataset
-
-    root = tmp_path_factory.mktemp("cluster")
-    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(32, 32, 32), n_subjects=4)
-    broken = bids / BROKEN
+    data = make_app_data(tmp_path_factory.mktemp("cluster"), tiny_model, shape=(32, 32, 32), n_subjects=4)
+    broken = data["bids"] / BROKEN
     broken.write_bytes(broken.read_bytes()[:300])  # truncated gzip stream
-    fast = root / "fast.toml"
-    fast.write_text(FAST_TOML)
-    plugin = root / "slurm.yml"
-    plugin.write_text('plugin: SLURM\nplugin_args:\n  sbatch_args: "--cpus-per-task=1"\n')
-    return {"root": root, "bids": bids, "model": tiny_model, "fast": fast, "plugin": plugin}
+    data["plugin"] = data["root"] / "slurm.yml"
+    data["plugin"].write_text('plugin: SLURM\nplugin_args:\n  sbatch_args: "--cpus-per-task=1"\n')
+    return data
 
 
 def _run(cluster, data, name, *args):

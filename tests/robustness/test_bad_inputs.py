@@ -20,14 +20,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_toy_label_map
+from conftest import make_app_data, make_toy_label_map
 
 import synthseg_bids.cli.segment as segment_cli
 from synthseg_bids.cli.main import main
 from synthseg_bids.core import io as core_io
 from synthseg_bids.core.io import ImageError, load_image
 
-FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
 AFFINE = np.array([[-1.0, 0, 0, 12], [0, 1.0, 0, -12], [0, 0, 1.0, -12], [0, 0, 0, 1]])
 
 
@@ -339,13 +338,7 @@ def test_evaluate_non_integer_label_map_is_an_error(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def bids_data(tmp_path_factory, model):
-    from synthseg_bids.cli.example_data import make_example_dataset
-
-    root = tmp_path_factory.mktemp("bidsapp")
-    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(20, 20, 20))
-    fast = root / "fast.toml"
-    fast.write_text(FAST_TOML)
-    return {"root": root, "bids": bids, "model": model, "fast": fast}
+    return make_app_data(tmp_path_factory.mktemp("bidsapp"), model)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from pathlib import Path
 import nibabel as nib
 import pandas as pd
 import pytest
+from conftest import make_app_data
 
 from synthseg_bids.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_TOML = 'flip = false\npostprocess = "none"\nsmoothing_sigma = 0.0\nmin_size = 16\n'
 SCANS = ["sub-01/ses-1/anat/sub-01_ses-1_desc-synthsegT1w", "sub-01/ses-2/anat/sub-01_ses-2_desc-synthsegT1w",
          "sub-02/anat/sub-02_desc-synthsegT1w"]
 CHILD = """
@@ -42,16 +42,10 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_model):
-    from synthseg_bids.cli.example_data import make_example_dataset
-
-    root = tmp_path_factory.mktemp("faults")
-    bids = make_example_dataset(root / "bids", resolution_mm=1.0, shape=(20, 20, 20))
-    model = tiny_model
-    fast = root / "fast.toml"
-    fast.write_text(FAST_TOML)
-    flt = root / "filter.json"
-    flt.write_text('{"anat": {"suffix": "T1w"}}')  # 3 scans: sub-01 ses-1, ses-2 and sub-02
-    return {"root": root, "bids": bids, "model": Path(model), "fast": fast, "filter": flt}
+    data = make_app_data(tmp_path_factory.mktemp("faults"), tiny_model)
+    data["filter"] = data["root"] / "filter.json"
+    data["filter"].write_text('{"anat": {"suffix": "T1w"}}')  # 3 scans: sub-01 ses-1, ses-2 and sub-02
+    return data
 
 
 def argv(data, out, work):
