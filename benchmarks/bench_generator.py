@@ -1,8 +1,8 @@
 """Benchmark: synthetic pairs per second, and one pair versus one U-Net training step.
 
 Runs :class:`synthseg_bids.generator.LabelsToImage` (default settings, 160^3 output, one
-pair per call, one-hot target included) on a real 256^3 training map (or, when the shared
-data is absent, a 256^3 toy map from ``tests/conftest.py``), then one training step of the
+pair per call, one-hot target included) on a real 256^3 training map of the shared data
+(``--data``; the benchmark stops with a message when it is absent), then one training step of the
 project's U-Net (``synthseg_bids.network.unet.build_unet``, SynthSeg's architecture unless
 ``--features``/``--levels`` say otherwise; Adam, categorical cross-entropy) on the same
 device and backend. On the JAX backend both are ``jit``-compiled (the layer through
@@ -45,15 +45,10 @@ def load_indices(data: Path):
     from synthseg_bids.generator import GenerationSpec, load_training_maps
 
     map_path = data / "training_label_maps" / "training_seg_01.nii.gz"
-    if map_path.is_file():
-        spec = GenerationSpec.from_folder(data / "labels_classes_priors")
-        return spec, load_training_maps([map_path], spec).indices, str(map_path)
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from conftest import make_toy_label_map
-
-    labels = make_toy_label_map((256, 256, 256))
-    spec = GenerationSpec.from_labels(np.unique(labels))
-    return spec, spec.index_lut()[labels][None].astype(np.uint8), "toy 256^3 map (shared data absent)"
+    if not map_path.is_file():
+        raise SystemExit(f"bench_generator: {map_path} not found; pass the shared SynthSeg data folder with --data")
+    spec = GenerationSpec.from_folder(data / "labels_classes_priors")
+    return spec, load_training_maps([map_path], spec).indices, str(map_path)
 
 
 def timed(fn, repeats: int) -> float:

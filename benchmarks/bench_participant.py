@@ -43,19 +43,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("NIPYPE_NO_ET", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
 CONFIGS = {
     "multiproc1": lambda threads: ["--use-plugin", "{multiproc1}", "--omp-nthreads", str(threads)],
     "multiproc2": lambda threads: ["--nprocs", "2", "--omp-nthreads", "1"],
 }
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
 
 
 def reference_worker(model: str, threads: int, scans: list[str], out: Path) -> dict:
@@ -88,7 +80,7 @@ def node_durations(work: Path) -> dict[str, float]:
 
 def run(cmd: list[str], what: str) -> float:
     tic = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - tic
     if done.returncode != 0:
         raise SystemExit(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--worker", "--model", model, "--threads", str(args.threads),
                "--out", str(out), "--scans", *scans]
         tic = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - tic
         if done.returncode != 0:
             raise SystemExit(f"reference failed:\n{done.stderr[-3000:]}")

@@ -35,8 +35,6 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NIPYPE_NO_ET", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
 
 def make_scans(folder: Path, n: int, size: int) -> list[Path]:
@@ -73,10 +71,9 @@ def make_model(path: Path) -> tuple[Path, str]:
 
 
 def segment(args: list[str]) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     tic = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "synthseg_bids.cli.main", "segment", *args],
-                          env=env, capture_output=True, text=True)
+                          capture_output=True, text=True)
     wall = time.perf_counter() - tic
     if done.returncode != 0:
         sys.exit(f"segment {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")

@@ -29,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-DEFAULT_LABELS = REPO_ROOT.parent / "shared" / "data" / "synthseg" / "training_label_maps"
+DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg" / "training_label_maps"
 #: (features, levels, crop) measured when no --features/--levels/--shape is given.
 DEFAULT_CONFIGS = [(24, 5, 160), (16, 4, 96)]
 

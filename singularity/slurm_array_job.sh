@@ -10,9 +10,9 @@
 #   sbatch --array=1-N singularity/slurm_array_job.sh BIDS_DIR OUTPUT_DIR WORK_DIR [synthseg-bids options]
 #
 # Task i segments the i-th sub-* folder of BIDS_DIR (sorted; N = how many there are).
-# With SYNTHSEG_SIF=/path/to/synthseg-bids.sif set, the app runs in Apptainer (add
-# SYNTHSEG_APPTAINER_ARGS="--nv" on GPU nodes); otherwise the synthseg-bids found on PATH
-# (e.g. a virtual environment). Each task has its own work folder under WORK_DIR. A task
+# With SYNTHSEG_SIF=/path/to/synthseg-bids.sif set, the app runs in Apptainer (on GPU nodes:
+# the GPU image synthseg-bids-gpu.sif, SYNTHSEG_APPTAINER_ARGS="--nv" and sbatch --gres=gpu:1);
+# otherwise the synthseg-bids found on PATH (e.g. a virtual environment with the gpu extra). Each task has its own work folder under WORK_DIR. A task
 # that finds its participant already done (same input and model) exits quickly, so the
 # same array can be resubmitted after failures. Then, once:  synthseg-bids BIDS_DIR OUTPUT_DIR group
 set -euo pipefail

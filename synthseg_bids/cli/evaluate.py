@@ -112,7 +112,10 @@ class _Collect(logging.Handler):
 
 
 def _run(args: argparse.Namespace, suffixes: tuple[str, ...]) -> int:
-    options = dict(labels=args.labels, percentile=args.percentile, strip_suffixes=suffixes)
+    from ..bids import match_key
+
+    options = dict(labels=args.labels, percentile=args.percentile,
+                   key=lambda path: match_key(path, strip_suffixes=suffixes))
     try:
         scores = evaluate_folders(args.ref, args.pred, **options)
         comparison = None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
+from .arguments import OFFICIAL_SWITCHES, add_official_model_options, model_choice_problem, positive_int
 
 __all__ = ["parse_args"]
 
@@ -28,6 +29,10 @@ _LABEL = re.compile(r"^[A-Za-z0-9]+$")
 _FILTER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: Keyword arguments of ``BIDSLayout.get`` that a filter file may not set.
 _RESERVED_QUERY_KEYS = {"return_type", "target", "scope", "regex_search", "absolute_paths", "invalid_filters"}
+#: Options that :func:`parse_args` passes to :class:`AppConfig` unchanged, under the same name.
+_AS_GIVEN = ("analysis_level", "model", "model_dir", "v1", "robust", "parc", "device", "nprocs", "mem_gb",
+             "use_plugin", "write_posteriors", "inference_settings", "skip_bids_validation", "reference_dir",
+             "compare_dir", "stop_on_first_crash")
 
 
 def _drop_prefix(prefix: str):
@@ -80,17 +85,18 @@ def _filter_file(parser: argparse.ArgumentParser):
     return check
 
 
-def _positive_int(parser: argparse.ArgumentParser, option: str):
-    def check(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            parser.error(f"{option}: not an integer: {value!r}")
-        if number < 1:
-            parser.error(f"{option}: must be >= 1, got {number}")
-        return number
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append ``(default: X)`` only where it tells something.
 
-    return check
+    Not for flags (``store_true``), options whose default is ``None`` (the help text
+    says what happens then) or help texts that already state their default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -99,8 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=f"synthseg-bids {__version__}: contrast- and resolution-agnostic brain segmentation "
         "(SynthSeg's method) of every anatomical scan of a BIDS dataset. Tool subcommands: "
-        "'synthseg-bids segment ...', 'synthseg-bids evaluate ...'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "'synthseg-bids segment ...', 'synthseg-bids evaluate ...'; whole jobs: 'synthseg-bids train ...', "
+        "'synthseg-bids generate ...', 'synthseg-bids evaluate-model ...' (each with --help).",
+        formatter_class=_HelpFormatter,
     )
     folder = _path_exists(parser, "folder")
     file = _path_exists(parser, "file")
@@ -123,14 +130,16 @@ def _build_parser() -> argparse.ArgumentParser:
                         help='JSON of pybids queries refining the selection, e.g. {"anat": {"suffix": "T1w"}} '
                         "(default selection: every anat scan of any contrast)")
     g_bids.add_argument("--skip-bids-validation", "--skip_bids_validation", dest="skip_bids_validation",
-                        action="store_true", help="do not validate the input dataset with pybids")
+                        action="store_true", help="do not run the BIDS validator (bids-validator-deno) on the "
+                        "input dataset before segmenting, and let pybids also select files whose names break BIDS")
 
     g_perf = parser.add_argument_group("Options to handle performance")
     g_perf.add_argument("--nprocs", "--nthreads", "--n_cpus", "--n-cpus", dest="nprocs",
-                        type=_positive_int(parser, "--nprocs"), default=os.cpu_count() or 1,
-                        help="processes run in parallel (Nipype MultiProc; 1 runs Linear)")
+                        type=positive_int, default=os.cpu_count() or 1,
+                        help="processes run in parallel (Nipype MultiProc; 1 runs Linear; "
+                        "default: the number of CPUs, %(default)s here)")
     g_perf.add_argument("--omp-nthreads", "--omp_nthreads", dest="omp_nthreads",
-                        type=_positive_int(parser, "--omp-nthreads"), default=None,
+                        type=positive_int, default=None,
                         help="CPU threads per segmentation (default: --nprocs)")
     g_perf.add_argument("--mem-gb", "--mem_gb", "--mem", dest="mem_gb", type=float, default=0.0,
                         help="memory limit in GB for the MultiProc scheduler (0: no limit)")
@@ -140,7 +149,15 @@ def _build_parser() -> argparse.ArgumentParser:
                         type=file, help="Nipype plugin settings YAML (e.g. 'plugin: SLURM' with 'plugin_args')")
 
     g_seg = parser.add_argument_group("Options for the segmentation")
-    g_seg.add_argument("--model", type=file, metavar="FILE", help="model file (.npz; default: the shipped model)")
+    g_seg.add_argument("--model", type=file, metavar="FILE",
+                       help="model file (.npz, or one of SynthSeg's Keras .h5 segmentation networks; default: the "
+                       "shipped model)")
+    add_official_model_options(g_seg, folder_type=folder,
+                               parc_output="a second label map _desc-synthsegparc<contrast>_dseg.nii.gz, "
+                               "their volumes in the _volumes.tsv")
+    g_seg.add_argument("--qc", action="store_true",
+                       help="SynthSeg's QC network (synthseg_qc_2.0.h5; needs --model-dir): its 8 group scores "
+                       "as qc_network_* columns of the _volumes.tsv and in the report")
     g_seg.add_argument("--write-posteriors", "--write_posteriors", dest="write_posteriors", action="store_true",
                        help="also write the 4D _probseg map (volume i = row i of dseg.tsv)")
     g_seg.add_argument("--inference-settings", "--inference_settings", dest="inference_settings", type=file,
@@ -156,7 +173,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     g_other = parser.add_argument_group("Other options")
     g_other.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir", type=Path, metavar="DIR",
-                         help="Nipype working folder, reused by re-runs (default: <output_dir>/../work)")
+                         help="Nipype working folder for intermediate files, reused by re-runs; delete it when "
+                         "done (default: 'work' in the current folder, as fMRIPrep)")
     g_other.add_argument("--stop-on-first-crash", action="store_true",
                          help="stop at the first failed scan instead of going on with the others")
     g_other.add_argument("-v", "--verbose", dest="verbose_count", action="count", default=0,
@@ -181,15 +199,18 @@ def parse_args(args: Sequence[str] | None = None):
         parser.error(f"bids_dir is not a BIDS dataset (no dataset_description.json): {opts.bids_dir}")
     if output_dir.resolve() == bids_dir.resolve():
         parser.error("output_dir must differ from bids_dir")
-    if _inside(output_dir, bids_dir):
-        parser.error(f"output_dir {output_dir} is inside bids_dir; nothing may be written into the input dataset")
+    derivatives = bids_dir / "derivatives"
+    if _inside(output_dir, bids_dir) and not (_inside(output_dir, derivatives) and not _same(output_dir, derivatives)):
+        parser.error(f"output_dir {output_dir} is inside bids_dir, where only its derivatives folder may be "
+                     f"written: use e.g. {derivatives / 'synthseg-bids'}, or a folder outside bids_dir")
     if output_dir.exists() and not output_dir.is_dir():
         parser.error(f"output_dir exists and is not a folder: {opts.output_dir}")
 
-    work_dir = opts.work_dir.expanduser().absolute() if opts.work_dir else output_dir.parent / "work"
-    if work_dir is not None and _inside(work_dir, bids_dir):
-        parser.error(f"work_dir {work_dir} is inside bids_dir; nothing may be written there")
-    if work_dir is not None and work_dir.exists() and not work_dir.is_dir():
+    work_dir = (opts.work_dir.expanduser() if opts.work_dir else Path("work")).absolute()
+    if _inside(work_dir, bids_dir):
+        given = "" if opts.work_dir else " (the default, 'work' in the current folder)"
+        parser.error(f"work_dir {work_dir}{given} is inside bids_dir; give -w a folder outside the dataset")
+    if work_dir.exists() and not work_dir.is_dir():
         parser.error(f"work_dir exists and is not a folder: {work_dir}")
 
     for option, labels in (("--participant-label", opts.participant_label), ("--session-label", opts.session_label)):
@@ -206,6 +227,17 @@ def parse_args(args: Sequence[str] | None = None):
                 f"participant label(s) not found in {bids_dir}: {', '.join(missing)} "
                 f"(available: {', '.join(sorted(present)) or 'none'})"
             )
+    problem = model_choice_problem(opts, (*OFFICIAL_SWITCHES, "qc"))
+    if problem is not None:
+        parser.error(problem)
+    if opts.model_dir:
+        from ..inference.official import select_model_files
+        from ..network import ModelFileError
+
+        try:
+            select_model_files(opts.model_dir, v1=opts.v1, robust=opts.robust, parcellation=opts.parc, qc=opts.qc)
+        except ModelFileError as err:
+            parser.error(f"--model-dir: {err}")
     if opts.inference_settings:
         from ..core.settings import SettingsError
         from ..inference.settings import InferenceSettings
@@ -218,26 +250,20 @@ def parse_args(args: Sequence[str] | None = None):
     return AppConfig(
         bids_dir=bids_dir,
         output_dir=output_dir,
-        analysis_level=opts.analysis_level,
         work_dir=work_dir,
         participant_label=participants,
         session_label=tuple(dict.fromkeys(opts.session_label or ())),
         bids_filters=opts.bids_filters or "",
-        model=opts.model,
-        device=opts.device,
-        nprocs=opts.nprocs,
+        network_qc=opts.qc,
         omp_nthreads=opts.omp_nthreads or 0,
-        mem_gb=opts.mem_gb,
-        use_plugin=opts.use_plugin,
-        write_posteriors=opts.write_posteriors,
-        inference_settings=opts.inference_settings,
-        skip_bids_validation=opts.skip_bids_validation,
-        reference_dir=opts.reference_dir,
-        compare_dir=opts.compare_dir,
-        stop_on_first_crash=opts.stop_on_first_crash,
         run_uuid=run_uuid,
         verbosity=opts.verbose_count,
+        **{name: getattr(opts, name) for name in _AS_GIVEN},
     )
+
+
+def _same(path: Path, folder: Path) -> bool:
+    return path.resolve() == folder.resolve()
 
 
 def _inside(path: Path, folder: Path) -> bool:

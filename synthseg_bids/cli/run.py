@@ -1,10 +1,21 @@
 """The BIDS-App: ``synthseg-bids bids_dir output_dir {participant,group} [options]``.
 
-Participant level: selects the anatomical scans with pybids, skips those an earlier run
-finished with the same input and model, segments the others with the Nipype
-participant workflow, then writes one HTML report per subject. A failed scan leaves a
-crash file in ``<output_dir>/logs/<run_uuid>/`` and a one-line error; the other scans go
-on. Exit status: 0 every selected scan is done, 1 some failed (or bad dataset), 2 bad
+The command line parses, selects, builds, runs and summarises; the work itself is the
+Nipype workflow's. Participant level:
+
+1. parse the arguments into an :class:`~synthseg_bids.workflows.config.AppConfig`
+   (:mod:`.parser`);
+2. validate the dataset and select its scans (:mod:`synthseg_bids.bids`), leaving out
+   those an earlier run finished with the same input and model;
+3. build :func:`~synthseg_bids.workflows.base.init_participant_wf` (segmentation,
+   derivatives, figures and each subject's report) and run it with the chosen plugin
+   (Linear and MultiProc in their scan-by-scan form, :mod:`.plugins`);
+4. summarise: a line per finished scan while it runs (count, seconds, time left, from
+   Nipype's status callback in this process, whatever the plugin runs the nodes in),
+   then the totals, the reports, and a line per failed scan naming its crash file
+   (``<output_dir>/logs/<run_uuid>/<scan>/crash-*.txt``).
+
+Exit status: 0 every selected scan is done, 1 some failed (or bad dataset), 2 bad
 command line.
 
 Group level: gathers every volumes table of ``output_dir`` into ``group/``
@@ -19,7 +30,6 @@ import os
 import re
 import sys
 import time
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +39,10 @@ LOGGER = logging.getLogger("synthseg_bids.cli")
 #: Nipype plugins that run nodes on this machine, and how often they look for finished nodes.
 LOCAL_PLUGINS = ("MultiProc", "LegacyMultiProc")
 LOCAL_POLL_SECONDS = 0.1
+#: Local plugins replaced by their scan-by-scan version (:mod:`.plugins`).
+SCAN_FIRST_PLUGINS = {"Linear": "ScanFirstLinearPlugin", "MultiProc": "ScanFirstMultiProcPlugin"}
+#: Last line of a Python traceback: ``module.ErrorType: message``.
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit)): (.+)$")
 
 
 def _error(message: str) -> int:
@@ -51,7 +65,6 @@ def _setup_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the BIDS-App; returns the exit status (never raises SystemExit)."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .parser import parse_args
 
     try:
@@ -59,8 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     _setup_logging(config.verbosity)
-    from .bids import BIDSError
+    from ..bids import BIDSError
 
+    LOGGER.info("synthseg-bids %s level: %s -> %s; work folder %s (Nipype's intermediate files, reused by "
+                "re-runs; -w to choose another)", config.analysis_level, config.bids_dir, config.output_dir,
+                config.work_dir)
     try:
         if config.analysis_level == "participant":
             return run_participant(config)
@@ -74,24 +90,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _versions(model: str, model_sha256: str) -> dict[str, str]:
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
 
     versions = {"version": __version__, "python": platform.python_version(), "model": model,
                 "model_sha256": model_sha256}
-    for key, module in (("nipype", "nipype"), ("pybids", "bids"), ("tensorflow", "tensorflow")):
+    for key, package in (("nipype", "nipype"), ("pybids", "pybids"), ("tensorflow", "tensorflow")):
         try:
-            from importlib.metadata import version
-
-            versions[key] = version({"bids": "pybids"}.get(module, module))
-        except Exception:  # noqa: BLE001 - a missing package is just unknown
+            versions[key] = version(package)
+        except PackageNotFoundError:  # a missing package is just unknown
             versions[key] = "unknown"
     return versions
 
 
 def _resolve_model(config) -> Path:
-    from .bids import BIDSError
+    from ..bids import BIDSError
 
+    if config.model_dir:
+        from ..inference.official import select_model_files
+
+        files = select_model_files(config.model_dir, v1=config.v1, robust=config.robust)
+        return files.segmentation.resolve()
     if config.model:
         return Path(config.model).resolve()
     try:
@@ -108,7 +128,7 @@ def _plugin(config) -> tuple[str, dict]:
     if config.use_plugin:
         import yaml
 
-        from .bids import BIDSError
+        from ..bids import BIDSError
 
         try:
             settings = yaml.safe_load(Path(config.use_plugin).read_text()) or {}
@@ -138,11 +158,18 @@ def _user_name() -> str:
 
 
 def run_participant(config) -> int:
-    from ..interfaces.segmentation import file_sha256
-    from ..interfaces.reports import write_subject_report
-    from .bids import collect_scans, scan_is_done, validate_dataset, write_derivatives_description
+    from ..bids import (
+        collect_scans,
+        remove_stale_temporaries,
+        scan_is_done,
+        validate_dataset,
+        write_derivatives_description,
+    )
 
-    if not config.skip_bids_validation:
+    if config.skip_bids_validation:
+        LOGGER.warning("--skip-bids-validation: %s is not checked by the BIDS validator (bids-validator-deno), "
+                       "and pybids also indexes files whose names break BIDS", config.bids_dir)
+    else:
         errors = validate_dataset(config.bids_dir)
         if errors:
             shown = "; ".join(errors[:5]) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
@@ -157,86 +184,133 @@ def run_participant(config) -> int:
                       "(check --participant-label, --session-label and --bids-filter-file)")
     model = _resolve_model(config)
     config = config.replace(model=model)
-    from ..network import ModelFileError, read_model_file
+    from ..inference.official import model_identity
+    from ..network import ModelFileError
 
     try:
-        model_info = read_model_file(model).info
+        label_table, model_sha256 = model_identity(model, model_dir=config.model_dir, v1=config.v1,
+                                                   robust=config.robust, parcellation=config.parc,
+                                                   qc=config.network_qc)
     except ModelFileError as err:
         return _error(str(err))
-    model_sha256 = file_sha256(model)
+
+    parcellation = bool(config.model_dir and config.parc)
+    parcellation_table = None
+    if parcellation:
+        from ..network.official import DK_PARCELLATION_TABLE as parcellation_table
+    from ..workflows.config import container_info
 
     output_dir = Path(config.output_dir)
-    write_derivatives_description(output_dir, Path(config.bids_dir), (config.container, ""),
-                                  label_table=model_info.label_table)
+    container = (config.container, container_info()[1] if config.container else "")
+    write_derivatives_description(output_dir, Path(config.bids_dir), container,
+                                  label_table=label_table, parcellation_table=parcellation_table)
     run_log_dir = config.log_dir / config.run_uuid
     run_log_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_log_dir / "config.toml")
     if config.work_dir:
         config.save(Path(config.work_dir) / config.run_uuid / "config.toml")
 
-    todo: dict[str, list[str]] = {}
-    skipped = 0
-    for subject, scans in subjects.items():
-        todo[subject] = [s for s in scans if not scan_is_done(s, output_dir, model_sha256, config.write_posteriors)]
-        skipped += len(scans) - len(todo[subject])
-    n_todo = sum(len(v) for v in todo.values())
+    def done(scan):
+        return scan_is_done(scan, output_dir, model_sha256, config.write_posteriors, parcellation=parcellation)
+
+    todo = {s: [scan for scan in scans if not done(scan)] for s, scans in subjects.items()}
+    skipped = n_scans - sum(len(v) for v in todo.values())
     for scans in todo.values():
         for scan in scans:
-            _remove_stale_temporaries(scan, output_dir)
+            remove_stale_temporaries(scan, output_dir)
     LOGGER.info("%d scan(s) selected in %d subject(s); %d already done, %d to segment",
-                n_scans, len(subjects), skipped, n_todo)
+                n_scans, len(subjects), skipped, n_scans - skipped)
     versions = _versions(str(model), model_sha256)
-    versions["n_structures"] = str(len(model_info.label_table) - 1)
-    failures: dict[str, str] = {}
-    if n_todo:
-        failures = _run_workflow(config, todo, model_sha256, versions, run_log_dir)
-    # a scan whose derivatives are incomplete counts as failed even without a crash file
-    for subject, scans in todo.items():
+    versions["n_structures"] = str(len(label_table) - 1)
+    failures = _run_participant_wf(config, todo, model_sha256, versions, run_log_dir)
+    # a scan whose derivatives are incomplete counts as failed even without a failed node
+    for scans in todo.values():
         for scan in scans:
-            if scan not in failures and not scan_is_done(scan, output_dir, model_sha256, config.write_posteriors):
-                failures[scan] = "outputs are incomplete (see the logs)"
-    for subject in subjects:
-        errors = [f"{Path(s).name}: {msg}" for s, msg in failures.items() if s in subjects[subject]]
-        write_subject_report(output_dir, subject, versions=versions, errors=errors)
-    for scan, message in sorted(failures.items()):
-        print(f"synthseg-bids: error: {Path(scan).relative_to(config.bids_dir)}: {message}", file=sys.stderr)
+            if scan not in failures and not done(scan):
+                failures[scan] = ("outputs are incomplete (see the logs)", _crash_file(run_log_dir, scan))
+    if failures:
+        _write_failure_reports(config, subjects, failures, versions, run_log_dir)
     done = n_scans - len(failures)
-    LOGGER.warning("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; outputs in %s",
-                   done, n_scans, skipped, len(failures), output_dir)
+    LOGGER.info("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; outputs in %s",
+                done, n_scans, skipped, len(failures), output_dir)
+    reports = [output_dir / f"sub-{s}.html" for s in subjects if (output_dir / f"sub-{s}.html").is_file()]
+    if reports:
+        LOGGER.info("reports: %s", " ".join(map(str, reports)))
+    for scan, (message, crash) in sorted(failures.items()):
+        where = f" (crash file: {crash})" if crash else ""
+        print(f"synthseg-bids: error: {Path(scan).relative_to(config.bids_dir)}: {message}{where}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _remove_stale_temporaries(scan: str, output_dir: Path) -> None:
-    """Delete temporary files a killed earlier run left next to this scan's derivatives.
+class _ScanTracker:
+    """Nipype status callback: which scans finished or failed, with a progress line for each.
 
-    Only the temporaries of the scan's own derivative names are touched
-    (``.<final name>.<random>.tmp<ext>``, see :func:`~synthseg_bids.core.io.atomic_path`),
-    so runs on other scans sharing ``output_dir`` are never disturbed.
+    Called in this process by every plugin that supports status callbacks (Linear,
+    MultiProc, and the SLURM/SGE/PBS batch plugins), whichever process ran the node.
+    A scan is finished when its last derivative sink ends, failed when any of its nodes
+    raises.
     """
-    from .bids import derivative_path
 
-    for suffix, extension, datatype in (("dseg", ".nii.gz", "anat"), ("dseg", ".json", "anat"),
-                                        ("probseg", ".nii.gz", "anat"), ("probseg", ".json", "anat"),
-                                        ("volumes", ".tsv", "anat"), ("volumes", ".json", "anat"),
-                                        ("dseg", ".png", "figures")):
-        final = derivative_path(scan, output_dir, suffix, extension, datatype=datatype)
-        if final.parent.is_dir():
-            for stale in final.parent.glob(f".{glob_escape(final.name)}.*.tmp*"):
-                LOGGER.info("removing %s, left by an interrupted run", stale)
-                stale.unlink(missing_ok=True)
+    def __init__(self, scans: Sequence[str], bids_dir: Path, last_sink: str) -> None:
+        from ..core.progress import Progress
+        from ..workflows.base import scan_workflow_name
+
+        self._names = {scan_workflow_name(s): s for s in scans}
+        self._bids_dir = bids_dir
+        self._last_sink = last_sink
+        self._progress = Progress(total=len(scans))
+        self._started: dict[str, float] = {}
+        self._previous = time.perf_counter()
+        self.failed: dict[str, object] = {}
+        self.finished: set[str] = set()
+
+    def scan_of(self, node) -> str | None:
+        parts = f"{node._hierarchy or ''}.{node.name}".split(".")
+        return next((self._names[p] for p in parts if p in self._names), None)
+
+    def __call__(self, node, status: str) -> None:
+        scan = self.scan_of(node)
+        if scan is None or scan in self.finished:
+            return
+        now = time.perf_counter()
+        if status == "start":
+            self._started.setdefault(scan, now)
+        elif status == "exception":
+            self.failed[scan] = node
+            self._finish(scan, now, "FAILED after")
+        elif status == "end" and node.name == self._last_sink:
+            self._finish(scan, now, "done in")
+
+    def _finish(self, scan: str, now: float, outcome: str) -> None:
+        from ..core.progress import format_duration
+
+        self.finished.add(scan)
+        self._progress.advance(now - self._previous)  # wall time between completions: ETA right with parallel nodes
+        self._previous = now
+        took = now - self._started.get(scan, now)
+        LOGGER.info("[%d/%d] %s %s %s (eta %s)", self._progress.finished, self._progress.total,
+                    Path(scan).relative_to(self._bids_dir), outcome, format_duration(took),
+                    format_duration(self._progress.eta()))
 
 
-def _run_workflow(config, todo, model_sha256, versions, run_log_dir: Path) -> dict[str, str]:
-    """Build and run the participant workflow; returns {scan: error message} of failed scans."""
-    from ..workflows.base import init_participant_wf, scan_workflow_name
+def _node_error(node) -> str:
+    """The error a failed node raised, from its Nipype result (``runtime.traceback``)."""
+    try:
+        traceback = node.result.runtime.traceback or ""
+    except Exception:  # noqa: BLE001 - no result file (the node failed before running its interface)
+        traceback = ""
+    found = [m for m in (_EXCEPTION_LINE.match(line.strip()) for line in traceback.splitlines()) if m]
+    return found[-1].group(3) if found else "failed (see the crash file)"
 
-    metadata = {
-        "Model": str(config.model),
-        "ModelSHA256": model_sha256,
-        "Version": versions["version"],
-        "Config": {k: v for k, v in config.to_dict().items() if v is not None},
-    }
-    workflow = init_participant_wf(config=config, subjects=todo, metadata=metadata)
+
+def _crash_file(run_log_dir: Path, scan: str) -> Path | None:
+    from ..workflows.base import scan_crashdump_dir
+
+    crashes = sorted(scan_crashdump_dir(run_log_dir, scan).glob("crash-*"), key=lambda p: p.stat().st_mtime)
+    return crashes[-1] if crashes else None
+
+
+def _configure(workflow, config, run_log_dir: Path) -> None:
     workflow.base_dir = str(config.work_dir)
     workflow.config["execution"].update({
         "crashdump_dir": str(run_log_dir),
@@ -245,43 +319,62 @@ def _run_workflow(config, todo, model_sha256, versions, run_log_dir: Path) -> di
         "remove_unnecessary_outputs": "true",
         "check_version": "false",
     })  # fmt: skip
+
+
+def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path) -> dict[str, tuple]:
+    """Build and run the participant workflow; returns ``{scan: (error message, crash file)}`` of failed scans."""
+    from ..workflows.base import init_participant_wf
+    from ..workflows.outputs import LAST_SINK
+
+    metadata = {
+        "Model": str(config.model),
+        "ModelSHA256": model_sha256,
+        "Version": versions["version"],
+        "Config": {k: v for k, v in config.to_dict().items() if v is not None},
+    }
+    workflow = init_participant_wf(config=config, subjects=todo, metadata=metadata, versions=versions,
+                                   crashdump_dir=run_log_dir)
+    _configure(workflow, config, run_log_dir)
     plugin, plugin_args = _plugin(config)
     if plugin in LOCAL_PLUGINS:
         # Nipype checks for finished nodes every poll_sleep_duration (2 s by default): with
         # about six nodes per scan that idled ~4 s per scan. Local checks are cheap; batch
         # plugins (SLURM, SGE) keep the default, as each check there calls squeue/qstat.
         workflow.config["execution"]["poll_sleep_duration"] = str(LOCAL_POLL_SECONDS)
-    start = time.time()
+    scans = [s for v in todo.values() for s in v]
+    tracker = _ScanTracker(scans, Path(config.bids_dir), LAST_SINK)
+    if not plugin.endswith("Graph"):  # Nipype's graph plugins submit everything at once: no callbacks
+        plugin_args["status_callback"] = tracker
+    runner = plugin
+    if plugin in SCAN_FIRST_PLUGINS:  # the same plugin, finishing each scan before the next one's later steps
+        from . import plugins
+
+        runner = getattr(plugins, SCAN_FIRST_PLUGINS[plugin])(plugin_args, group_of=tracker.scan_of)
     try:
-        workflow.run(plugin=plugin, plugin_args=plugin_args)
-    except RuntimeError as err:  # Nipype: "Workflow did not execute cleanly"
+        workflow.run(plugin=runner, plugin_args=plugin_args)
+    except Exception as err:  # Nipype re-raises the first failed node's error once every branch ran
+        if not (tracker.failed or isinstance(err, RuntimeError)):
+            raise
         LOGGER.debug("workflow finished with errors: %s", err)
-    names = {scan_workflow_name(s): s for scans in todo.values() for s in scans}
-    failures: dict[str, str] = {}
-    for crash in sorted(run_log_dir.glob("crash-*")):
-        if crash.stat().st_mtime < start - 1:
-            continue
-        text = crash.read_text(errors="replace")
-        scan = next((s for n, s in names.items() if f".{n}." in text or f"{n}." in text), None)
-        if scan is not None and scan not in failures:
-            failures[scan] = f"{_crash_message(text)} (crash file: {crash})"
-    return failures
+    return {scan: (_node_error(node), _crash_file(run_log_dir, scan)) for scan, node in tracker.failed.items()}
 
 
-def _crash_message(text: str) -> str:
-    """The most specific error line of a Nipype crash file."""
-    lines = [ln.strip() for ln in text.splitlines()]
-    pattern = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)): (.+)$")
-    found = [m for m in (pattern.match(ln) for ln in lines) if m]
-    specific = [m for m in found if not m.group(1).endswith(("RuntimeError", "NodeExecutionError"))]
-    match = (specific or found or [None])[-1]
-    if match is None:
-        return "failed (see the crash file)"
-    return match.group(3)
+def _write_failure_reports(config, subjects, failures, versions, run_log_dir: Path) -> None:
+    """Rewrite the reports of subjects with a failed scan (Nipype skipped them), listing the failures."""
+    from ..workflows.base import init_reports_wf
+
+    errors = {}
+    for subject, scans in subjects.items():
+        messages = [f"{Path(s).name}: {failures[s][0]}" for s in scans if s in failures]
+        if messages:
+            errors[subject] = messages
+    workflow = init_reports_wf(output_dir=config.output_dir, errors=errors, versions=versions)
+    _configure(workflow, config, run_log_dir)
+    workflow.run(plugin="Linear")
 
 
 def run_group(config) -> int:
-    from .bids import BIDSError
+    from ..bids import BIDSError
 
     output_dir = Path(config.output_dir)
     tsvs = sorted(p for p in output_dir.glob("sub-*/**/*_volumes.tsv"))
@@ -298,7 +391,10 @@ def run_group(config) -> int:
     run_log_dir = config.log_dir / config.run_uuid
     run_log_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_log_dir / "config.toml")
-    predictions = sorted(str(p) for p in output_dir.glob("sub-*/**/*_dseg.nii.gz"))
+    from ..bids import is_parcellation
+
+    # the parcellation label maps (--parc) hold Desikan-Killiany parcels, not the reference's structures
+    predictions = sorted(str(p) for p in output_dir.glob("sub-*/**/*_dseg.nii.gz") if not is_parcellation(p))
     if config.participant_label:
         predictions = [p for p in predictions if Path(p).name.split("_")[0][4:] in config.participant_label]
     workflow = init_group_wf(
@@ -308,14 +404,14 @@ def run_group(config) -> int:
         reference_dir=str(reference) if reference else None,
         compare_dir=str(config.compare_dir) if config.compare_dir else None,
     )
-    workflow.base_dir = str(config.work_dir)
-    workflow.config["execution"].update({"crashdump_dir": str(run_log_dir), "crashfile_format": "txt",
-                                         "check_version": "false"})
+    _configure(workflow, config, run_log_dir)
+    failed = []
     try:
-        workflow.run(plugin="Linear")
+        workflow.run(plugin="Linear", plugin_args={"status_callback": lambda node, status: (
+            failed.append(node) if status == "exception" else None)})
     except RuntimeError:
-        crashes = sorted(run_log_dir.glob("crash-*"))
-        message = _crash_message(crashes[-1].read_text(errors="replace")) if crashes else "see the logs"
+        crashes = sorted(run_log_dir.glob("crash-*"), key=lambda p: p.stat().st_mtime)
+        message = _node_error(failed[0]) if failed else "see the logs"
         return _error(f"group level failed: {message}" + (f" (crash file: {crashes[-1]})" if crashes else ""))
-    LOGGER.warning("synthseg-bids: group tables written to %s", output_dir / "group")
+    LOGGER.info("synthseg-bids: group tables written to %s", output_dir / "group")
     return 0

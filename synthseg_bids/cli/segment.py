@@ -4,6 +4,7 @@
 
     synthseg-bids segment --i IN --o OUT [--vol CSV] [--qc CSV] [--post P] [--resample R]
                           [--crop N [N N]] [--fast] [--ct] [--model FILE]
+                          [--model-dir DIR [--v1 | --robust] [--parc]]
                           [--threads N] [--cpu | --device {auto,cpu,gpu}] [--overwrite]
 
 ``IN`` and ``OUT`` take one of three forms (the same form for ``--post`` and
@@ -29,9 +30,18 @@ each scan, with the rows of earlier runs kept and those of re-segmented scans re
 
 Exit status: 0 every scan segmented or skipped; 1 some scan failed, or an input, model
 or device problem stopped the command before it started; 2 a usage error (bad or
-inconsistent options, mixed input/output forms, lists of different lengths, or an
-option of SynthSeg that needs a model this project does not have: ``--parc``,
-``--robust``, ``--v1``, ``--photo``).
+inconsistent options, mixed input/output forms, lists of different lengths, ``--v1``,
+``--robust`` or ``--parc`` without ``--model-dir``, or ``--photo``, whose network this
+project cannot run).
+
+SynthSeg's published networks: ``--model FILE.h5`` runs a Keras 2 ``.h5`` segmentation
+network (1.0, 2.0 or robust); ``--model-dir DIR`` (a folder like ``$FREESURFER_HOME/models``)
+picks files as ``mri_synthseg`` does: ``synthseg_2.0.h5``, or ``synthseg_1.0.h5`` with
+``--v1``, ``synthseg_robust_2.0.h5`` with ``--robust`` (which implies ``--fast``; not with
+``--v1``), plus ``synthseg_parc_2.0.h5`` with ``--parc`` (the cortex of ``--o`` is then
+labelled with Desikan-Killiany parcels and ``--vol`` gets their volumes) and
+``synthseg_qc_2.0.h5`` with ``--qc`` (the QC network's 8 group scores instead of the
+posterior-based ones). See :mod:`synthseg_bids.inference.official`.
 
 TensorFlow is imported only once the arguments and paths have been checked.
 """
@@ -41,8 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
-import os
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -50,7 +59,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..core.io import IMAGE_SUFFIXES, ImageError, atomic_path, atomic_write_text, image_suffix, strip_image_suffix
+from ..core.io import IMAGE_SUFFIXES, ImageError, atomic_path, image_suffix, strip_image_suffix, write_table
+from ..core.progress import Progress, format_duration
+from .arguments import add_official_model_options, model_choice_problem, positive_int
 
 __all__ = ["PROG", "UNSUPPORTED", "Job", "UsageError", "build_parser", "main", "resolve_jobs", "settings_from_args"]
 
@@ -58,11 +69,6 @@ PROG = "synthseg-bids segment"
 
 #: SynthSeg options that need models this project does not provide -> explanation.
 UNSUPPORTED: dict[str, str] = {
-    "parc": "cortical parcellation (--parc) needs SynthSeg's parcellation network, which synthseg-bids "
-    "does not have; its models segment the 33 SynthSeg structures only",
-    "robust": "--robust selects SynthSeg-robust, a separately trained network that synthseg-bids does not "
-    "have; the default prediction (flip augmentation, full post-processing) is the most robust one available",
-    "v1": "--v1 selects the SynthSeg 1.0 network, which synthseg-bids does not have",
     "photo": "--photo (Photo-SynthSeg, for stacks of dissection photographs) needs a network that "
     "synthseg-bids does not have",
 }
@@ -100,16 +106,6 @@ class Job:
 
 
 # -- parser ------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,19 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     pred = parser.add_argument_group("Prediction")
     pred.add_argument("--model", metavar="FILE",
-                      help="model file (.npz) written by synthseg-bids; default: the model shipped with the package")
+                      help="model file: a .npz written by synthseg-bids, or one of SynthSeg's published Keras .h5 "
+                      "segmentation networks (1.0, 2.0, robust); default: the model shipped with the package")
     pred.add_argument("--fast", action="store_true",
                       help="faster: no left/right flip test-time augmentation (half the network time) and "
                       "lighter post-processing (largest connected component of the brain only)")
     pred.add_argument("--ct", action="store_true",
                       help="CT scans: clip intensities to [0, 80] (Hounsfield units) before anything else")
-    pred.add_argument("--crop", nargs="+", type=_positive_int, metavar="N",
+    pred.add_argument("--crop", nargs="+", type=positive_int, metavar="N",
                       help="analyse a centred box of N (or N1 N2 N3) voxels at 1 mm around the head instead of the "
                       "whole head (less memory and time for large fields of view); rounded up to the network's "
                       "size multiple; voxels outside are background; outputs stay on the input's grid")
 
     perf = parser.add_argument_group("Performance")
-    perf.add_argument("--threads", type=_positive_int, metavar="N",
+    perf.add_argument("--threads", type=positive_int, metavar="N",
                       help="CPU threads of TensorFlow (default: TensorFlow's choice, all cores)")
     perf.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                       help="where the network runs: 'auto' (a GPU if TensorFlow sees one, else the CPU), 'cpu', "
@@ -171,13 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--cpu", dest="device", action="store_const", const="cpu",
                       help="run on the CPU even when a GPU is available (same as --device cpu)")
 
+    official = parser.add_argument_group(
+        "SynthSeg's published networks",
+        "With --model-dir DIR (a folder laid out like $FREESURFER_HOME/models), files are chosen as mri_synthseg "
+        "does: synthseg_2.0.h5 by default; --qc CSV then uses synthseg_qc_2.0.h5 (8 group scores in [0, 1]).",
+    )
+    add_official_model_options(official, parc_output="--o, their volumes in --vol")
+
     missing = parser.add_argument_group(
         "Options of SynthSeg that are not available",
-        "They need networks that synthseg-bids does not have; each stops the command with a message (exit 2).",
+        "They need networks that synthseg-bids cannot run; each stops the command with a message (exit 2).",
     )
-    missing.add_argument("--parc", action="store_true", help="cortical parcellation (not available)")
-    missing.add_argument("--robust", action="store_true", help="SynthSeg-robust network (not available)")
-    missing.add_argument("--v1", action="store_true", help="SynthSeg 1.0 network (not available)")
     missing.add_argument("--photo", nargs="?", const="both", metavar="HEMI",
                          help="Photo-SynthSeg for dissection photographs (not available)")
     return parser
@@ -187,7 +188,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~synthseg_bids.inference.InferenceSettings` of the parsed options.
 
     ``--crop`` sets both the analysed size and the smallest network input (otherwise the
-    128-voxel minimum input size would make a smaller crop pointless).
+    128-voxel minimum input size would make a smaller crop pointless). ``--robust``
+    implies ``--fast`` (the robust network's own settings are applied when it is loaded).
     """
     from ..inference.settings import InferenceSettings
 
@@ -197,7 +199,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if args.crop is not None:
         crop = tuple(args.crop) * 3 if len(args.crop) == 1 else tuple(args.crop)
         changes["crop"] = crop
-    return InferenceSettings.fast(**changes) if args.fast else InferenceSettings(**changes)
+    fast = args.fast or getattr(args, "robust", False)
+    return InferenceSettings.fast(**changes) if fast else InferenceSettings(**changes)
 
 
 # -- paths ---------------------------------------------------------------------------
@@ -373,34 +376,31 @@ class Table:
             if column not in self.columns:
                 self.columns.append(column)
         self.rows[key] = {"scan": key, **values}
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows.values())
-        atomic_write_text(self.path, text.getvalue())
+        import pandas as pd
+
+        write_table(self.path, pd.DataFrame(list(self.rows.values()), columns=self.columns), sep=",", na_rep="")
 
 
 def _volume_row(result: Any) -> dict[str, str]:
-    return {name: repr(float(v)) for name, v in result.volumes.items()}
+    from ..inference.official import OfficialResult
+
+    row = {name: repr(float(v)) for name, v in result.volumes.items()}
+    if isinstance(result, OfficialResult):
+        row.update({name: repr(float(v)) for name, v in result.parcel_volumes.items()})
+    return row
 
 
 def _qc_row(result: Any) -> dict[str, str]:
+    from ..inference.official import OfficialResult
+
+    if isinstance(result, OfficialResult) and result.network_qc is not None:
+        return {name: f"{v:.4f}" for name, v in result.network_qc.items()}
     row = {name: repr(float(v)) for name, v in result.qc.scores.items()}
     row["flag"] = str(bool(result.qc.flag))
     return row
 
 
 # -- progress ------------------------------------------------------------------------
-
-
-def _duration(seconds: float) -> str:
-    """``12.4 s``, ``1 m 27 s``, ``2 h 5 m``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    seconds = int(round(seconds))
-    if seconds < 3600:
-        return f"{seconds // 60} m {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} m"
 
 
 def _say(text: str) -> None:
@@ -424,8 +424,14 @@ def _segment_one(segmenter: Any, job: Job, overwrite: bool) -> Any:
     def wanted(path: Path | None) -> Path | None:
         return path if path is not None and (overwrite or not path.exists()) else None
 
+    from ..inference.official import OfficialResult
+
     post, resample = wanted(job.post), wanted(job.resample)
     result = segmenter.segment(job.scan, posteriors=post is not None)
+    # with a parcellation network, --o gets the cortex parcels (as mri_synthseg --parc)
+    written = result
+    if isinstance(result, OfficialResult) and result.parcellation is not None:
+        written = dataclasses.replace(result, labels=result.parcellation)
     with contextlib.ExitStack() as stack:
         if resample is not None:
             network = segmenter.network
@@ -433,7 +439,7 @@ def _segment_one(segmenter: Any, job: Job, overwrite: bool) -> Any:
                                     segmenter.settings)
             tmp = stack.enter_context(atomic_path(resample))
             save_image(prepared.conformed, prepared.conformed_affine, tmp)
-        write_result(result, labels=wanted(job.seg), posteriors=post)
+        write_result(written, labels=wanted(job.seg), posteriors=post)
     return result
 
 
@@ -446,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(message)
     if args.crop is not None and len(args.crop) not in (1, 3):
         parser.error(f"argument --crop: give 1 or 3 sizes, got {len(args.crop)}")
+    problem = model_choice_problem(args)
+    if problem is not None:
+        parser.error(problem)
 
     from ..core.settings import SettingsError
 
@@ -461,7 +470,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{PROG}: error: {err}")
         return 1
 
-    if args.model is not None:
+    model_files = None
+    if args.model_dir is not None:
+        from ..inference.official import select_model_files
+        from ..network import ModelFileError
+
+        try:
+            model_files = select_model_files(args.model_dir, v1=args.v1, robust=args.robust, parcellation=args.parc,
+                                             qc=args.qc is not None)
+        except ModelFileError as err:
+            _say(f"{PROG}: error: {err}")
+            return 1
+        model = model_files.segmentation
+    elif args.model is not None:
         model = Path(args.model)
         if not model.is_file():
             _say(f"{PROG}: error: {model}: model file not found")
@@ -488,23 +509,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{PROG}: all {n} scan(s) have their outputs already (use --overwrite to segment them again)")
         return 0
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .. import inference
     from ..inference.device import DeviceError
     from ..network import ModelFileError
 
     started = time.perf_counter()
+    from ..inference.official import OfficialSegmenter, load_segmenter
+
     try:
-        segmenter = inference.Segmenter(model, settings)
+        if model_files is not None:
+            segmenter = OfficialSegmenter(model_files.segmentation, parcellation=model_files.parcellation,
+                                          qc=model_files.qc, settings=settings)
+        else:
+            segmenter = load_segmenter(model, settings=settings)
     except (ModelFileError, DeviceError, ImageError) as err:
         _say(f"{PROG}: error: {err}")
         return 1
-    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {segmenter.model_path} on "
-         f"{segmenter.network.device} (loaded in {_duration(time.perf_counter() - started)})")
+    kind = ""
+    if isinstance(segmenter, OfficialSegmenter):
+        kind = " (" + ", ".join(p["description"] for p in segmenter.provenance()) + ")"
+    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {segmenter.model_path}{kind} on "
+         f"{segmenter.network.device} (loaded in {format_duration(time.perf_counter() - started)})")
 
     done = failed = skipped = 0
-    spent = 0.0
-    remaining = len(todo)
+    progress = Progress(total=len(todo))
     for i, job in enumerate(jobs, start=1):
         label = f"[{i}/{n}] {job.scan.name}"
         if not _needs_work(job, list(tables.values()), args.overwrite):
@@ -527,14 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             done += 1
             outcome = ""
-        elapsed = time.perf_counter() - tic
-        spent += elapsed
-        remaining -= 1
-        eta = spent / (done + failed) * remaining
-        _say(f"{label} {outcome}{_duration(elapsed)} (eta {_duration(eta)})")
+        _say(f"{label} {outcome}{progress.advance(time.perf_counter() - tic)}")
 
     total = time.perf_counter() - started
-    _say(f"{PROG}: {done} segmented, {skipped} skipped, {failed} failed in {_duration(total)}")
+    _say(f"{PROG}: {done} segmented, {skipped} skipped, {failed} failed in {format_duration(total)}")
     return 1 if failed else 0
 
 

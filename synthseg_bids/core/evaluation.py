@@ -1,11 +1,11 @@
 """Evaluate folders of predicted label maps against reference label maps.
 
 Pairing: every image file under a folder (searched recursively; hidden files are
-skipped) gets a *key* from its name. BIDS names (starting with ``sub-``) are keyed by
-the entities ``sub``, ``ses``, ``acq`` and ``run`` they carry, so
-``sub-01_ses-1_T1w_synthseg.nii.gz`` pairs with ``sub-01_ses-1_dseg.nii.gz``. Other
-names are keyed by the file name without its image suffix and without a trailing
-suffix such as ``_synthseg`` or ``_dseg``. A key found twice in one folder, or found
+skipped) gets a *key* from its name, by a key function the caller chooses. This module
+knows no BIDS (core imports no pybids): its default, :func:`match_key`, is the file name
+without its image suffix and without a trailing suffix such as ``_synthseg`` or
+``_dseg``. Callers with BIDS names pass :func:`synthseg_bids.bids.match_key` (pairs by
+the ``sub``/``ses``/``acq``/``run`` entities). A key found twice in one folder, or found
 in one folder only, is an error that names the file.
 
 Each pair must share its shape and affine; the voxel sizes of the affine give the
@@ -19,12 +19,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .io import ImageError, atomic_write_text, image_suffix, load_label_map, strip_image_suffix, voxel_sizes
+from .io import ImageError, image_suffix, load_label_map, strip_image_suffix, voxel_sizes, write_table
 from .labels import LabelTable, default_label_table
 from .metrics import dice_scores, surface_distances
 from .stats import paired_comparison
@@ -32,7 +32,6 @@ from .stats import paired_comparison
 LOGGER = logging.getLogger("synthseg_bids.evaluation")
 
 __all__ = [
-    "BIDS_MATCH_ENTITIES",
     "DEFAULT_STRIP_SUFFIXES",
     "LabelMapPair",
     "compare_methods",
@@ -41,14 +40,15 @@ __all__ = [
     "match_key",
     "match_label_maps",
     "metric_names",
+    "pair_label_maps",
     "summarize",
     "write_evaluation_tables",
 ]
 
 #: Name endings removed before matching non-BIDS names.
 DEFAULT_STRIP_SUFFIXES: tuple[str, ...] = ("_synthseg", "_dseg", "_seg")
-#: BIDS entities that identify an acquisition when pairing BIDS names.
-BIDS_MATCH_ENTITIES: tuple[str, ...] = ("sub", "ses", "acq", "run")
+#: A pairing key function: label map path -> key.
+KeyFunction = Callable[[Path], str]
 #: Largest difference allowed between the affines of a pair (mm).
 AFFINE_TOLERANCE_MM = 1e-3
 
@@ -62,38 +62,27 @@ class LabelMapPair:
     prediction: Path
 
 
-def match_key(
-    path: str | os.PathLike,
-    strip_suffixes: Sequence[str] = DEFAULT_STRIP_SUFFIXES,
-    entities: Sequence[str] = BIDS_MATCH_ENTITIES,
-) -> str:
-    """Key used to pair a file with its counterpart in the other folder.
+def match_key(path: str | os.PathLike, strip_suffixes: Sequence[str] = DEFAULT_STRIP_SUFFIXES) -> str:
+    """Key used to pair a file with its counterpart in the other folder (names without BIDS).
 
     Parameters
     ----------
     path : path-like
         Label map file.
     strip_suffixes : sequence of str
-        Endings removed from non-BIDS names (the first that matches).
-    entities : sequence of str
-        BIDS entities kept, in this order, for names that start with ``sub-``.
+        Endings removed from the name (the first that matches).
 
     Returns
     -------
     str
-        ``sub-01_ses-1_run-2`` for BIDS names, the stripped stem otherwise.
+        The file name without image suffix and without the first matching ending.
 
     Examples
     --------
-    >>> match_key("sub-01_ses-a_acq-fast_T1w_synthseg.nii.gz")
-    'sub-01_ses-a_acq-fast'
-    >>> match_key("case12_synthseg.nii.gz")
-    'case12'
+    >>> match_key("case12_synthseg.nii.gz"), match_key("case12.mgz")
+    ('case12', 'case12')
     """
     stem = strip_image_suffix(path)
-    if stem.startswith("sub-"):
-        found = dict(part.split("-", 1) for part in stem.split("_") if "-" in part)
-        return "_".join(f"{name}-{found[name]}" for name in entities if name in found)
     for suffix in strip_suffixes:
         if suffix and stem.endswith(suffix):
             return stem[: -len(suffix)]
@@ -114,31 +103,89 @@ def _image_files(path: Path) -> list[Path]:
     return files
 
 
-def _keyed(files: list[Path], strip_suffixes: Sequence[str], entities: Sequence[str]) -> dict[str, Path]:
-    keyed: dict[str, Path] = {}
-    for file in files:
-        key = match_key(file, strip_suffixes, entities)
-        if key in keyed:
-            raise ImageError(file, f"has the same match key {key!r} as {keyed[key]}")
-        keyed[key] = file
-    return keyed
+def pair_label_maps(
+    references: Iterable[str | os.PathLike],
+    predictions: Iterable[str | os.PathLike],
+    *,
+    key: KeyFunction | None = None,
+    row_key: KeyFunction | None = None,
+    strict: bool = True,
+    reference_root: str | os.PathLike = "",
+    prediction_root: str | os.PathLike = "",
+) -> list[LabelMapPair]:
+    """Pair reference and predicted label map files by ``key``.
+
+    Parameters
+    ----------
+    references, predictions : iterable of path-like
+        Files. Two references may not share a key; two predictions may share one (a T1w
+        and a T2w segmentation of one session) when their ``row_key`` differs.
+    key : callable, optional
+        File -> pairing key; default :func:`match_key`.
+    row_key : callable, optional
+        Prediction -> the pair's ``key`` (its rows' ``subject``); default ``key``.
+    strict : bool
+        Every file must have a counterpart (else :class:`ImageError`); when False,
+        predictions without a reference are logged and left out, and references
+        without a prediction are ignored.
+    reference_root, prediction_root : path-like
+        Folders named in the error messages.
+
+    Returns
+    -------
+    list of LabelMapPair
+        Sorted by key.
+    """
+    key = key or match_key
+    row_key = row_key or key
+    refs: dict[str, Path] = {}
+    for file in map(Path, references):
+        found = key(file)
+        if found in refs:
+            raise ImageError(file, f"has the same match key {found!r} as {refs[found]}")
+        refs[found] = file
+    pairs: dict[str, LabelMapPair] = {}
+    missing: list[tuple[str, Path]] = []
+    for file in map(Path, predictions):
+        found, row = key(file), row_key(file)
+        if row in pairs:
+            raise ImageError(file, f"has the same match key {row!r} as {pairs[row].prediction}")
+        if found in refs:
+            pairs[row] = LabelMapPair(row, refs[found], file)
+        else:
+            missing.append((found, file))
+    unused = sorted(set(refs) - {key(p.prediction) for p in pairs.values()})
+    if strict:
+        sides = ((missing, reference_root, "reference"),
+                 ([(k, refs[k]) for k in unused], prediction_root, "prediction"))
+        for lacking, other_root, role in sides:
+            if lacking:
+                found, file = sorted(lacking)[0]
+                more = f" (and {len(lacking) - 1} more file(s) without one)" if len(lacking) > 1 else ""
+                raise ImageError(file, f"no {role} with match key {found!r} in {other_root}{more}")
+    for found, file in missing:
+        LOGGER.warning("%s: no reference segmentation for %s in %s; not scored", file.name, found, reference_root)
+    return [pairs[k] for k in sorted(pairs)]
 
 
 def match_label_maps(
     reference: str | os.PathLike,
     prediction: str | os.PathLike,
     *,
+    key: KeyFunction | None = None,
     strip_suffixes: Sequence[str] = DEFAULT_STRIP_SUFFIXES,
-    entities: Sequence[str] = BIDS_MATCH_ENTITIES,
 ) -> list[LabelMapPair]:
-    """Pair reference and predicted label maps by :func:`match_key`.
+    """Pair reference and predicted label maps of two folders (or two files).
 
     Parameters
     ----------
     reference, prediction : path-like
         A label map file or a folder of them (searched recursively). Two files are
         paired as they are, whatever their names.
-    strip_suffixes, entities
+    key : callable, optional
+        File -> pairing key (e.g. :func:`synthseg_bids.bids.match_key` for BIDS
+        names); default :func:`match_key` with ``strip_suffixes``.
+    strip_suffixes
         See :func:`match_key`.
 
     Returns
@@ -153,19 +200,12 @@ def match_label_maps(
         file has no counterpart in the other folder.
     """
     reference, prediction = Path(reference), Path(prediction)
+    key = key or (lambda path: match_key(path, strip_suffixes))
     ref_files = _image_files(reference)
     pred_files = _image_files(prediction)
     if reference.is_file() and prediction.is_file():
-        return [LabelMapPair(match_key(prediction, strip_suffixes, entities), reference, prediction)]
-    refs = _keyed(ref_files, strip_suffixes, entities)
-    preds = _keyed(pred_files, strip_suffixes, entities)
-    sides = ((preds, refs, reference, "reference"), (refs, preds, prediction, "prediction"))
-    for own, other, other_root, role in sides:
-        missing = sorted(set(own) - set(other))
-        if missing:
-            more = f" (and {len(missing) - 1} more file(s) without one)" if len(missing) > 1 else ""
-            raise ImageError(own[missing[0]], f"no {role} with match key {missing[0]!r} in {other_root}{more}")
-    return [LabelMapPair(key, refs[key], preds[key]) for key in sorted(refs)]
+        return [LabelMapPair(key(prediction), reference, prediction)]
+    return pair_label_maps(ref_files, pred_files, key=key, reference_root=reference, prediction_root=prediction)
 
 
 def metric_names(percentile: float = 95.0) -> list[str]:
@@ -254,8 +294,8 @@ def evaluate_folders(
     *,
     percentile: float = 95.0,
     label_table: LabelTable | None = None,
+    key: KeyFunction | None = None,
     strip_suffixes: Sequence[str] = DEFAULT_STRIP_SUFFIXES,
-    entities: Sequence[str] = BIDS_MATCH_ENTITIES,
 ) -> pd.DataFrame:
     """Score every predicted label map against its reference.
 
@@ -268,8 +308,8 @@ def evaluate_folders(
         background (0).
     percentile, label_table
         See :func:`evaluate_pair`.
-    strip_suffixes, entities
-        See :func:`match_key`.
+    key, strip_suffixes
+        See :func:`match_label_maps`.
 
     Returns
     -------
@@ -280,7 +320,7 @@ def evaluate_folders(
     table = label_table or default_label_table()
     if labels is None:
         labels = table.values[table.values != 0]
-    pairs = match_label_maps(reference, prediction, strip_suffixes=strip_suffixes, entities=entities)
+    pairs = match_label_maps(reference, prediction, key=key, strip_suffixes=strip_suffixes)
     frames = [evaluate_pair(pair, labels, percentile=percentile, label_table=table) for pair in pairs]
     return pd.concat(frames, ignore_index=True)
 
@@ -339,7 +379,7 @@ def write_evaluation_tables(
     prefix = _output_prefix(out)
     tables = {"scores": scores, "summary": summarize(scores), "comparison": comparison}
     return [
-        atomic_write_text(f"{prefix}_{name}.tsv", table.to_csv(sep="\t", index=False, na_rep="n/a"))
+        write_table(f"{prefix}_{name}.tsv", table)
         for name, table in tables.items()
         if table is not None
     ]

@@ -9,8 +9,9 @@ place, so a crash never leaves a half-written file under a final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,11 +25,14 @@ __all__ = [
     "ImageError",
     "atomic_path",
     "atomic_write_text",
+    "file_sha256",
     "image_suffix",
     "load_image",
     "load_label_map",
     "save_image",
     "strip_image_suffix",
+    "table_text",
+    "write_table",
 ]
 
 #: File name endings recognised as images (longest first).
@@ -240,9 +244,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = image_suffix(path) or "".join(path.suffixes[-1:])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -252,12 +254,83 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _create_temporary(folder: Path, *, prefix: str, suffix: str) -> Path:
+    """Create an empty, new file with a random name in ``folder``; return its path.
+
+    Unlike :func:`tempfile.mkstemp` (always mode 0600), the file is created with mode
+    0666 filtered by the process umask, exactly as ``open(path, "w")`` would create
+    it, so the renamed final file has the permissions the user expects (0644 under
+    umask 022, 0600 under 077). Writers reopen the path for writing, which keeps the mode.
+    """
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"{folder}: cannot create a unique temporary file named {prefix}*{suffix}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, as hex (:func:`hashlib.file_digest`, read in blocks)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text atomically (temporary file + rename)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def table_text(
+    table,
+    *,
+    sep: str = "\t",
+    na_rep: str = "n/a",
+    formats: dict[str, str] | None = None,
+    float_format: str | None = None,
+) -> str:
+    """Text of a pandas DataFrame as a TSV (default) or CSV: header row, no index.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    sep : str
+        ``"\\t"`` (BIDS TSV) or ``","``.
+    na_rep : str
+        Text of missing values (``n/a`` in BIDS tables).
+    formats : dict, optional
+        Column -> ``%`` format (``"%.3f"``) applied to every non-missing value of that
+        column, so each column has one fixed number format.
+    float_format : str, optional
+        Format of the float columns not in ``formats`` (pandas' ``repr`` when ``None``).
+    """
+    if formats:
+        table = table.copy()
+        for column, fmt in formats.items():
+            if column in table.columns:
+                table[column] = [na_rep if _missing(v) else fmt % v for v in table[column]]
+    return table.to_csv(sep=sep, index=False, na_rep=na_rep, float_format=float_format, lineterminator="\n")
+
+
+def write_table(path: str | os.PathLike, table, **options) -> Path:
+    """Write a pandas DataFrame atomically as a TSV/CSV (options: see :func:`table_text`)."""
+    return atomic_write_text(path, table_text(table, **options))
+
+
+def _missing(value) -> bool:
+    """None, NaN (any float type) or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:  # pandas.NA: its comparisons are NA
+        return True
 
 
 def _short(err: Exception) -> str:

@@ -198,6 +198,19 @@ class LabelTable:
         mirrors = [s.mirror if s.mirror in present else s.value for s in self.structures]
         return self.index_of(mirrors)
 
+    def colour_lut(self, alpha: float = 1.0) -> np.ndarray:
+        """RGBA colours (0-1) indexed by label value: ``table.colour_lut()[label_map]`` colours a map.
+
+        FreeSurfer's LUT colours (those of :meth:`dseg_tsv`); the background and values
+        not in the table are transparent (alpha 0), the structures get ``alpha``.
+        """
+        lut = np.zeros((int(self.values.max()) + 1, 4), dtype=np.float32)
+        for s in self.structures:
+            if s.value:
+                lut[s.value, :3] = np.asarray(s.color, dtype=np.float32) / 255.0
+                lut[s.value, 3] = alpha
+        return lut
+
     def to_metadata(self) -> list[dict]:
         """Plain list for model files / JSON sidecars."""
         return [{"value": s.value, "name": s.name} for s in self.structures]

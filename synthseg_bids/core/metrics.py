@@ -168,14 +168,8 @@ def dice_scores(
 ) -> np.ndarray:
     """Dice overlap of each label, from one joint histogram of the two maps.
 
-    ``dice = 2 |R ∩ P| / (|R| + |P|)`` with R and P the voxel sets of the label.
-
-    Parameters
-    ----------
-    reference, prediction : numpy.ndarray of int
-        Label maps of the same shape.
-    labels : sequence of int
-        The K labels to score (distinct).
+    ``dice = 2 |R ∩ P| / (|R| + |P|)`` with R and P the voxel sets of the label. The
+    arguments are those of :func:`joint_histogram` (``labels``: the K labels to score).
 
     Returns
     -------

@@ -14,9 +14,11 @@ cerebellum). :func:`keep_largest_components` removes them on the posteriors:
 3. the posteriors are renormalised to sum to one (voxels left with nothing become
    background).
 
-All groups are labelled by one :func:`scipy.ndimage.label` call on a stacked
-``(G, X, Y, Z)`` mask whose structuring element does not connect different groups, on
-the bounding box of the brain only.
+Every group's mask is contained in the brain mask (a channel's posterior is at most the
+summed non-background posterior) and is labelled on its own bounding box only
+(:func:`largest_components`). The prediction does steps 1-2 on these compact boolean masks
+and the rest on its device (:mod:`synthseg_bids.inference.prediction`);
+:func:`keep_largest_components` is the same clean-up on a posterior array.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ from scipy import ndimage
 __all__ = ["largest_components", "keep_largest_components", "renormalise"]
 
 
-def largest_components(masks: np.ndarray, connectivity: int = 3) -> np.ndarray:
+def largest_components(
+    masks: np.ndarray,
+    connectivity: int = 3,
+    profiles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Largest connected component of each of a stack of 3D masks.
+
+    Each mask is labelled (:func:`scipy.ndimage.label`) on its own bounding box only.
 
     Parameters
     ----------
@@ -36,29 +44,35 @@ def largest_components(masks: np.ndarray, connectivity: int = 3) -> np.ndarray:
         One mask per group.
     connectivity : int
         1 (faces), 2 (faces and edges) or 3 (faces, edges and corners; SynthSeg's choice).
+    profiles : tuple of 3 ndarray of bool, shapes (G, X), (G, Y), (G, Z), optional
+        Whether each mask has a voxel in each slice along each axis (computed when not
+        given; the device gives them with its masks).
 
     Returns
     -------
     ndarray of bool, shape (G, X, Y, Z)
-        Each mask reduced to its largest component (ties: the component found first);
-        empty masks stay empty.
+        Each mask reduced to its largest component (ties: the component found first in
+        raster order); empty masks stay empty.
     """
     masks = np.asarray(masks, dtype=bool)
-    spatial = ndimage.generate_binary_structure(3, connectivity)
-    structure = np.zeros((3, 3, 3, 3), dtype=bool)
-    structure[1] = spatial  # no connection between groups
-    labelled, n = ndimage.label(masks, structure=structure)
-    if n == 0:
-        return masks.copy()
-    sizes = np.bincount(labelled.ravel(), minlength=n + 1)
-    # Group of each component: components are numbered in raster order, group-major.
-    first_voxels = ndimage.find_objects(labelled)
-    group_of = np.array([s[0].start for s in first_voxels])
-    order = np.lexsort((-sizes[1:], group_of))  # by group, then largest first
-    first_of_group = np.r_[True, group_of[order][1:] != group_of[order][:-1]]
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[order[first_of_group] + 1] = True
-    return keep[labelled]
+    if profiles is None:
+        profiles = tuple(masks.any(axis=tuple(a for a in (1, 2, 3) if a != axis)) for axis in (1, 2, 3))
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    out = np.zeros(masks.shape, dtype=bool)
+    for g, mask in enumerate(masks):
+        spans = [np.flatnonzero(p[g]) for p in profiles]
+        if any(span.size == 0 for span in spans):
+            continue
+        box = tuple(slice(span[0], span[-1] + 1) for span in spans)
+        crop = mask[box]
+        labelled, n = ndimage.label(crop, structure=structure)
+        if n <= 1:
+            out[g][box] = crop
+            continue
+        sizes = np.bincount(labelled.ravel(), minlength=n + 1)
+        sizes[0] = 0
+        out[g][box] = labelled == np.argmax(sizes)  # first of the largest: lowest label, raster order
+    return out
 
 
 def renormalise(posteriors: np.ndarray, background: int = 0) -> np.ndarray:

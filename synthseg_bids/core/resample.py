@@ -27,7 +27,9 @@ from .io import voxel_sizes
 __all__ = [
     "axis_codes",
     "conform",
+    "copy_to_grid",
     "grid_mapping",
+    "grids_align",
     "reorient",
     "resample_posteriors",
     "resample_to_grid",
@@ -200,6 +202,25 @@ def resample_to_grid(
     return out
 
 
+def grids_align(affine: np.ndarray, target_affine: np.ndarray) -> bool:
+    """Whether data moves from one grid to the other by voxel copies (:func:`copy_to_grid`)."""
+    return _exact_mapping(grid_mapping(affine, target_affine)) is not None
+
+
+def copy_to_grid(
+    data: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray, *, fill: float = 0
+) -> np.ndarray | None:
+    """``data`` on the grid ``(shape, target_affine)`` by voxel copies, or ``None`` when that needs interpolation.
+
+    Copies are possible when the two grids differ only by axis permutations, flips and
+    whole-voxel shifts; target voxels outside ``data`` get ``fill``. Keeps ``data``'s dtype.
+    """
+    exact = _exact_mapping(grid_mapping(affine, target_affine))
+    if exact is None:
+        return None
+    return _copy_exact(data, tuple(int(s) for s in shape), exact, np.array([fill]))
+
+
 def resample_posteriors(
     posteriors: np.ndarray,
     affine: np.ndarray,
@@ -208,6 +229,7 @@ def resample_posteriors(
     *,
     keep_posteriors: bool = False,
     background: int = 0,
+    index: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Resample posteriors trilinearly onto another grid, then take the argmax there.
 
@@ -228,6 +250,9 @@ def resample_posteriors(
         Also return the resampled posteriors, float32 ``(*shape, K)``.
     background : int
         Channel of the background class.
+    index : ndarray of int, shape (X, Y, Z), optional
+        ``argmax`` of ``posteriors`` over channels, when already known (it is computed
+        otherwise; unused with ``keep_posteriors``).
 
     Returns
     -------
@@ -244,14 +269,21 @@ def resample_posteriors(
         return np.argmax(resampled, axis=-1).astype(np.int32), resampled.astype(np.float32, copy=False)
     mapping = grid_mapping(affine, target_affine)
     exact = _exact_mapping(mapping)
+    if index is None:
+        index = np.argmax(posteriors, axis=-1)
+    index = index.astype(np.int32, copy=False)
     if exact is not None:
-        index = np.argmax(posteriors, axis=-1).astype(np.int32)
         return _copy_exact(index, shape, exact, np.array([background])), None
-    return _resampled_argmax(posteriors, mapping, shape, cvals), None
+    return _resampled_argmax(posteriors, mapping, shape, cvals, source_index=index), None
 
 
 def _resampled_argmax(
-    posteriors: np.ndarray, mapping: np.ndarray, shape: tuple[int, ...], cvals: np.ndarray, slab_voxels: int = 1 << 21
+    posteriors: np.ndarray,
+    mapping: np.ndarray,
+    shape: tuple[int, ...],
+    cvals: np.ndarray,
+    slab_voxels: int = 1 << 21,
+    source_index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Argmax over channels of the trilinearly resampled posteriors, without resampling them all.
 
@@ -264,10 +296,11 @@ def _resampled_argmax(
     the 8 corners' posterior vectors. As with :func:`scipy.ndimage.affine_transform`
     (``order=1, mode="constant"``), points outside the source grid's extent take ``cvals``,
     i.e. the channel whose ``cval`` is largest (background). Target voxels are processed
-    in slabs of about ``slab_voxels``.
+    in slabs of about ``slab_voxels``. ``source_index``: the argmax of ``posteriors``, when known.
     """
     source_shape = np.array(posteriors.shape[:3])
-    source_index = np.argmax(posteriors, axis=-1).astype(np.int32)
+    if source_index is None:
+        source_index = np.argmax(posteriors, axis=-1).astype(np.int32)
     corner = source_index[:-1, :-1, :-1]
     uniform = np.ones(corner.shape, dtype=bool)
     for dx in (0, 1):

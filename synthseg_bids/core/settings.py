@@ -4,8 +4,12 @@ Each layer defines its own frozen dataclass of settings (``GeneratorSettings``,
 ``NetworkSettings``, ``TrainingSettings``, ``InferenceSettings``, the app config)
 by subclassing :class:`Settings`. This module gives them all the same behaviour:
 
-- validation on creation (subclasses implement :meth:`Settings.validate`, raising
-  :class:`SettingsError` with the field name and the problem);
+- type checks on creation, driven by the annotations (``int``, ``float`` (an ``int`` is
+  accepted), ``bool`` (never an ``int``, and an ``int`` is never a ``bool``), ``str``,
+  ``Path``, ``Optional``/``Union``, ``Literal``, ``tuple[X, ...]``/``tuple[X, Y]`` and
+  nested settings): a wrong type is a :class:`SettingsError` naming the field;
+- validation of the values on creation (subclasses implement :meth:`Settings.validate`,
+  raising :class:`SettingsError` with the field name and the problem);
 - conversion to/from plain dicts, JSON and TOML (nested settings, tuples and
   :class:`pathlib.Path` fields are handled from the type annotations);
 - unknown keys in a file are an error (a typo must not silently become a default).
@@ -28,19 +32,27 @@ True
 Traceback (most recent call last):
 ...
 synthseg_bids.core.settings.SettingsError: Demo: size must be positive, got 0
+>>> Demo.from_dict({"size": "4"})
+Traceback (most recent call last):
+...
+synthseg_bids.core.settings.SettingsError: Demo: size must be an integer, got '4' (str)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import numbers
+import os
 import tomllib
 import types
 import typing
+from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "recipe_path", "shipped_recipes"]
 
 S = TypeVar("S", bound="Settings")
 
@@ -55,12 +67,17 @@ class Settings:
     def __post_init__(self) -> None:
         # Normalise lists to tuples and strings to Paths according to annotations,
         # so that settings built from JSON compare equal to those built in code.
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             coerced = _coerce(hints[field.name], value)
             if coerced is not value:
                 object.__setattr__(self, field.name, coerced)
+            if not _matches(hints[field.name], coerced):
+                raise SettingsError(
+                    f"{type(self).__name__}: {field.name} must be {_describe(hints[field.name])}, "
+                    f"got {coerced!r} ({type(coerced).__name__})"
+                )
         try:
             self.validate()
         except SettingsError as err:
@@ -68,6 +85,20 @@ class Settings:
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` if a value is out of range (override)."""
+
+    def check_at_least(self, minimum: float, *names: str) -> None:
+        """For :meth:`validate`: raise :class:`SettingsError` naming the first of the fields
+        ``names`` whose value is below ``minimum``."""
+        for name in names:
+            value = getattr(self, name)
+            if value < minimum:
+                raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+
+    def check_one_of(self, name: str, choices: Sequence[str]) -> None:
+        """For :meth:`validate`: raise :class:`SettingsError` if field ``name`` is not one of ``choices``."""
+        value = getattr(self, name)
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
     # -- conversion ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +117,7 @@ class Settings:
                 f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                 f"valid names are {', '.join(sorted(names))}"
             )
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         kwargs = {}
         for key, value in data.items():
             hint = hints[key]
@@ -151,6 +182,36 @@ class Settings:
         return path
 
 
+def shipped_recipes() -> dict[str, Path]:
+    """Name (file name without ``.toml``) -> path of each recipe shipped with the package.
+
+    The recipes (``synthseg_bids/data/recipes/*.toml``) are the settings files of whole jobs
+    (``synthseg-bids train``, ``evaluate-model``); the top-level ``workflows/`` folder of a
+    source checkout links to them.
+    """
+    folder = Path(str(resources.files("synthseg_bids") / "data" / "recipes"))
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    """A settings file: an existing path, else the name of a shipped recipe (``shipped_model``).
+
+    Raises
+    ------
+    SettingsError
+        Neither a file nor a shipped recipe's name (the message lists the names).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes()
+    name = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
+    if path.parent == Path(".") and name in shipped:
+        return shipped[name]
+    raise SettingsError(f"{path}: no such settings file, and not the name of a shipped recipe "
+                        f"({', '.join(shipped)})")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Settings):
         return value.to_dict()
@@ -197,3 +258,68 @@ def _coerce(hint: Any, value: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, Settings) and isinstance(value, dict):
         return hint.from_dict(value)
     return value
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (after :func:`_coerce`) is of the annotated type."""
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(arg, value) for arg in args)
+    if origin is typing.Literal:
+        return any(type(value) is type(arg) and value == arg for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(args[0], v) for v in value)
+        if not args:
+            return True
+        return len(value) == len(args) and all(_matches(a, v) for a, v in zip(args, value))
+    if origin is not None:  # other generics (list[...], dict[...]): check the container only
+        return isinstance(value, origin)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """``an integer``, ``a number``, ``None or a tuple of 3 integers``, ... for messages."""
+    if hint is None or hint is type(None):
+        return "None"
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_plural(args[0])}"
+        if args and all(arg == args[0] for arg in args):
+            return f"a list of {len(args)} {_plural(args[0])}"
+        return "a list (" + ", ".join(_describe(arg) for arg in args) + ")"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
+    if hint in names:
+        return names[hint]
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return f"a table of {hint.__name__}"
+    return f"a {getattr(hint, '__name__', hint)}"
+
+
+def _plural(hint: Any) -> str:
+    plurals = {int: "integers", float: "numbers", bool: "booleans", str: "strings", Path: "paths"}
+    return plurals.get(hint, _describe(hint))

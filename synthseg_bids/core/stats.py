@@ -66,15 +66,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     With the m finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted
     value of ``p_(i)`` is ``min(1, max_{j <= i} (m - j + 1) p_(j))``.
 
-    Parameters
-    ----------
-    p_values : array_like of float
-        Raw p-values in [0, 1]; NaN entries are ignored and stay NaN.
-
-    Returns
-    -------
-    numpy.ndarray of float64
-        Adjusted p-values in the input order.
+    Takes and returns p-values as :func:`correct_p_values` does.
     """
     p_sorted, order, adjusted = _finite_sorted(p_values)
     m = p_sorted.size
@@ -88,15 +80,7 @@ def fdr_bh(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     With the m finite p-values sorted ascending, the adjusted value of ``p_(i)`` is
     ``min(1, min_{j >= i} m p_(j) / j)``.
 
-    Parameters
-    ----------
-    p_values : array_like of float
-        Raw p-values in [0, 1]; NaN entries are ignored and stay NaN.
-
-    Returns
-    -------
-    numpy.ndarray of float64
-        Adjusted p-values in the input order.
+    Takes and returns p-values as :func:`correct_p_values` does.
     """
     p_sorted, order, adjusted = _finite_sorted(p_values)
     m = p_sorted.size
@@ -114,7 +98,20 @@ CORRECTIONS = {
 
 
 def correct_p_values(p_values: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
-    """Adjust p-values with one of :data:`CORRECTIONS` (``holm``, ``fdr_bh``, ``none``)."""
+    """Adjust p-values with one of :data:`CORRECTIONS` (``holm``, ``fdr_bh``, ``none``).
+
+    Parameters
+    ----------
+    p_values : array_like of float
+        Raw p-values in [0, 1]; NaN entries are ignored and stay NaN.
+    method : {'holm', 'fdr_bh', 'none'}
+        :func:`holm`, :func:`fdr_bh`, or the raw values (a copy).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Adjusted p-values in the input order.
+    """
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction {method!r}; choose from {sorted(CORRECTIONS)}")
     return CORRECTIONS[method](p_values)

@@ -12,7 +12,13 @@ import numpy as np
 
 from .labels import LabelTable
 
-__all__ = ["TOTAL_INTRACRANIAL", "voxel_volume", "volumes_from_labels", "volumes_from_posteriors"]
+__all__ = [
+    "TOTAL_INTRACRANIAL",
+    "voxel_volume",
+    "volumes_from_labels",
+    "volumes_from_posterior_sums",
+    "volumes_from_posteriors",
+]
 
 #: Key of the total intracranial volume in the dictionaries returned here.
 TOTAL_INTRACRANIAL = "total intracranial"
@@ -50,6 +56,18 @@ def volumes_from_posteriors(posteriors: np.ndarray, affine: np.ndarray, table: L
     if posteriors.ndim != 4 or posteriors.shape[3] != len(table):
         raise ValueError(f"posteriors of shape {posteriors.shape} do not have the table's {len(table)} channels")
     sums = posteriors.reshape(-1, posteriors.shape[3]).sum(axis=0, dtype=np.float64)
+    return volumes_from_posterior_sums(sums, affine, table)
+
+
+def volumes_from_posterior_sums(sums: np.ndarray, affine: np.ndarray, table: LabelTable) -> dict[str, float]:
+    """:func:`volumes_from_posteriors` from each channel's posterior summed over the voxels.
+
+    For a caller that summed the posteriors where they are (e.g. on a GPU, next to the
+    network) and kept only the ``K`` sums.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    if sums.shape != (len(table),):
+        raise ValueError(f"{sums.shape[0] if sums.ndim else 0} posterior sums for the table's {len(table)} channels")
     return _with_total(sums * voxel_volume(affine), table)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ __all__ = [
     "list_label_maps",
     "load_training_maps",
     "reorient_to_ras",
+    "spec_next_to",
 ]
 
 PathLike = str | os.PathLike
@@ -306,6 +307,21 @@ class GenerationSpec:
         values.add(0)
         return cls.from_labels(sorted(values), label_table=label_table)
 
+    def with_class_means(self, class_means: Mapping[int, float]) -> "GenerationSpec":
+        """A copy whose prior means (row 0 of ``prior_means``) of some classes are replaced.
+
+        Used to turn SynthSeg's T1 priors into another fixed contrast: the other classes
+        and the prior standard deviations are kept.
+        """
+        if self.prior_means is None:
+            raise ValueError("with_class_means needs a spec with prior means (e.g. SynthSeg's T1 priors)")
+        means = self.prior_means.copy()
+        for cls, value in class_means.items():
+            if not 0 <= int(cls) < self.n_classes:
+                raise ValueError(f"class {cls} is not a generation class (0..{self.n_classes - 1})")
+            means[0, int(cls)] = value
+        return dataclasses.replace(self, prior_means=means)
+
     def with_settings(self, settings: GeneratorSettings) -> "GenerationSpec":
         """A copy whose classes / priors are replaced by the files named in ``settings``.
 
@@ -351,6 +367,16 @@ class TrainingMaps:
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+
+def spec_next_to(label_maps_folder: PathLike) -> GenerationSpec | None:
+    """The spec of SynthSeg's ``labels_classes_priors`` folder next to a folder of label maps.
+
+    ``None`` when that folder has no ``generation_labels.npy`` (callers then derive the spec
+    from the labels present in the maps).
+    """
+    folder = Path(label_maps_folder).parent / "labels_classes_priors"
+    return GenerationSpec.from_folder(folder) if (folder / "generation_labels.npy").is_file() else None
 
 
 def list_label_maps(paths_or_folder: PathLike | Sequence[PathLike]) -> list[Path]:

@@ -1,8 +1,9 @@
 """Prediction: segment scans of any contrast, resolution and orientation.
 
-Keras and TensorFlow are imported only when a model file is loaded, so importing this
-package is cheap. The device (GPU/CPU) and CPU threads are fixed by the first model
-loaded in a process (:mod:`.device`).
+Keras and TensorFlow are imported only when a model file is loaded or a first scan is
+segmented (the steps around the network are compiled backend functions, :mod:`.prediction`),
+so importing this package is cheap. The device (GPU/CPU) and CPU threads are fixed by the
+first model loaded in a process (:mod:`.device`).
 
 Examples
 --------

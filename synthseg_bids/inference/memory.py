@@ -6,6 +6,11 @@ the argmax slab by slab), but posteriors on the input grid need ``4 x K`` bytes 
 0.5 mm 512^3 scan and 33 structures. Rather than let the kernel's OOM killer end the
 process half-way (no message, other scans lost), :func:`check_posteriors_fit` refuses such a
 request before any work, naming the scan and the figures.
+
+:func:`segmentation_memory_bytes` estimates the peak memory of segmenting a scan from its
+grid alone (shape and affine, known from the header when a workflow is built), so that the
+segmentation node declares a true ``mem_gb`` and Nipype's MultiProc with ``--mem-gb`` never
+starts more scans than fit; its coefficients are measured by ``benchmarks/bench_memory.py``.
 """
 
 from __future__ import annotations
@@ -14,9 +19,18 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..core.io import ImageError
 
-__all__ = ["available_memory_bytes", "check_posteriors_fit", "posteriors_bytes"]
+__all__ = [
+    "available_memory_bytes",
+    "check_posteriors_fit",
+    "network_window_voxels",
+    "posteriors_bytes",
+    "segmentation_mem_gb",
+    "segmentation_memory_bytes",
+]
 
 #: cgroup v2 files of this process's memory limit and usage (containers, SLURM jobs).
 _CGROUP = Path("/sys/fs/cgroup")
@@ -73,3 +87,120 @@ def check_posteriors_fit(path: str | os.PathLike | None, shape: Sequence[int], n
 
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.1f} GB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MB"
+
+
+#: Largest head box (mm, RAS axes) the network window can hold without a crop: the head
+#: extents of the 15 whole-head training label maps (up to 170 x 232 x 248 mm, necks
+#: included), rounded up to the network's size multiple.
+HEAD_BOX_MM = (176.0, 240.0, 256.0)
+
+#: Coefficients of :func:`segmentation_memory_bytes`, measured with
+#: ``benchmarks/bench_memory.py`` (shipped model, default settings, CPU): bytes of the
+#: process without a scan; per voxel of the input grid (image, label map); per voxel of the
+#: network window (activations, the first pass's posteriors while the flipped pass runs in
+#: slabs, smoothing); per voxel of the window again when the posteriors leave the device
+#: (interpolation onto an input grid that is not the model's, or posteriors asked for); per
+#: voxel and channel of posteriors on the input grid.
+#: Fit (2-core CPU, TensorFlow 2.21, oneDNN; window: the :func:`network_window_voxels` bound):
+#: the MNI152 T1 cropped to 64^3 and 128^3 (1.13 and 2.29 GiB), its own 1 mm grid (3.78 GiB,
+#: window bound 8.1 M voxels; 160 x 192 x 160 used) and its 256^3 zero-padded copy (3.84 GiB):
+#: 0.96 GiB at none, 655 B per window voxel, 9 B per input voxel; at 2 mm and 0.7 mm
+#: (6.25 and 5.99 GiB: +0.34 GiB at least, 100 B per window voxel, for the posteriors
+#: leaving the device); with posteriors on its 1 mm grid (6.77 GiB: 3 B per voxel and
+#: channel over that, raised to 4.5 B: the float32 posteriors themselves, 4 B, must fit);
+#: each rounded up a little, so that the fit bounds every case.
+BASE_BYTES = 0.96 * 2**30
+INPUT_BYTES_PER_VOXEL = 9.0
+WINDOW_BYTES_PER_VOXEL = 655.0
+HOST_POSTERIOR_BYTES_PER_WINDOW_VOXEL = 100.0
+POSTERIOR_BYTES_PER_VOXEL_CHANNEL = 4.5
+
+
+def _copies_to_model_grid(affine: np.ndarray, resolution_mm: float) -> bool:
+    """Whether labels move from the network window to this input grid by voxel copies: its
+    axes along the world axes, voxels of ``resolution_mm`` (else the posteriors are interpolated)."""
+    linear = np.abs(np.asarray(affine, dtype=float)[:3, :3])
+    largest = linear.max(axis=0)
+    one_axis = np.all((linear > 1e-4).sum(axis=0) == 1)
+    return bool(one_axis and np.all(np.abs(largest - resolution_mm) <= 1e-3))
+
+
+def network_window_voxels(
+    shape: Sequence[int],
+    affine: np.ndarray,
+    *,
+    crop: Sequence[int] | None = None,
+    resolution_mm: float = 1.0,
+    size_multiple: int = 16,
+) -> int:
+    """Upper bound of the network window's voxels for a scan, from its grid alone.
+
+    With ``crop`` (``InferenceSettings.crop``) the window is exactly that (rounded up to
+    ``size_multiple``); else it is the head's bounding box at ``resolution_mm``, which lies
+    inside the scan's field of view (its RAS bounding box) and inside :data:`HEAD_BOX_MM`.
+    """
+    if crop is not None:
+        window = np.asarray(crop, dtype=float)
+    else:
+        corners = np.abs(np.asarray(affine, dtype=float)[:3, :3]) @ np.asarray(shape[:3], dtype=float)
+        window = np.minimum(corners, HEAD_BOX_MM) / resolution_mm  # world-axis extents of the field of view
+    return int(np.prod(np.ceil(window / size_multiple - 1e-6) * size_multiple))
+
+
+def segmentation_memory_bytes(
+    shape: Sequence[int],
+    affine: np.ndarray,
+    n_channels: int,
+    *,
+    posteriors: bool = False,
+    crop: Sequence[int] | None = None,
+    resolution_mm: float = 1.0,
+    size_multiple: int = 16,
+) -> int:
+    """Peak memory (bytes) of segmenting one scan, from its grid alone (no voxel is read).
+
+    ``BASE + a N_in + b W (+ c W when the posteriors leave the device: posteriors asked for, or
+    an input grid that is not axis-aligned at ``resolution_mm``) (+ d K N_in with posteriors)``:
+    ``N_in`` voxels of the input grid, ``W`` the :func:`network_window_voxels` bound, ``K = n_channels``. The coefficients
+    (module constants) are measured with ``benchmarks/bench_memory.py``; ``crop`` is
+    ``InferenceSettings.crop``.
+    """
+    n_in = float(np.prod(np.asarray(shape[:3], dtype=float)))
+    window = float(network_window_voxels(shape, affine, crop=crop, resolution_mm=resolution_mm,
+                                         size_multiple=size_multiple))
+    need = BASE_BYTES + INPUT_BYTES_PER_VOXEL * n_in + WINDOW_BYTES_PER_VOXEL * window
+    if posteriors or not _copies_to_model_grid(affine, resolution_mm):
+        need += HOST_POSTERIOR_BYTES_PER_WINDOW_VOXEL * window
+    if posteriors:
+        need += POSTERIOR_BYTES_PER_VOXEL_CHANNEL * int(n_channels) * n_in
+    return int(need)
+
+
+#: The grid of a typical scan (256^3 at 1 mm): the estimate when no scan is known.
+TYPICAL_GRID = ((256, 256, 256), np.eye(4))
+
+
+def segmentation_mem_gb(
+    path: str | os.PathLike | None,
+    *,
+    posteriors: bool = False,
+    crop: Sequence[int] | None = None,
+    n_channels: int = 33,
+) -> float:
+    """:func:`segmentation_memory_bytes` of a scan file in GB, from its header only (for ``mem_gb``).
+
+    ``path=None`` (no scan known when a workflow is built), or a header that cannot be
+    read, gives the estimate of a typical 256^3 1 mm scan: the workflow still builds, and
+    the segmentation node reports the reading error for that scan.
+    """
+    import nibabel as nib
+
+    shape, affine = TYPICAL_GRID
+    if path is not None:
+        try:
+            header = nib.load(os.fspath(path))
+            if len(header.shape) >= 3:
+                shape, affine = header.shape, header.affine
+        except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):  # the node reports it
+            pass
+    return segmentation_memory_bytes(shape, affine, n_channels, posteriors=posteriors, crop=crop) / 2**30

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.labels import LabelTable
 
-__all__ = ["QC_GROUPS", "QualityControl", "quality_control"]
+__all__ = ["QC_GROUPS", "QualityControl", "quality_control", "quality_control_from_counts"]
 
 #: SynthSeg's QC groups: name -> FreeSurfer label values (as ``synthseg_qc_labels_2.0``).
 QC_GROUPS: dict[str, tuple[int, ...]] = {
@@ -92,14 +92,51 @@ def quality_control(
     min_confidence, min_flip_dice : float
         Flagging thresholds.
     """
-    n_groups = len(QC_GROUPS)
-    group_of = _group_index(table)
+    n = len(table)
     if index is None:
         index = np.argmax(posteriors, axis=-1)
-    groups = group_of[index].ravel()
-    top = np.max(posteriors, axis=-1).ravel()
-    counts = np.bincount(groups, minlength=n_groups + 1)
-    sums = np.bincount(groups, weights=top, minlength=n_groups + 1)
+    index = index.ravel()
+    counts = np.bincount(index, minlength=n)
+    confidence = np.bincount(index, weights=np.max(posteriors, axis=-1).ravel(), minlength=n)
+    if (flipped_index is None) != (unflipped_index is None):
+        raise ValueError("give both flipped_index and unflipped_index, or neither")
+    joint = None
+    if flipped_index is not None:
+        pairs = unflipped_index.ravel().astype(np.int64) * n + flipped_index.ravel()
+        joint = np.bincount(pairs, minlength=n * n).reshape(n, n)
+    return quality_control_from_counts(
+        table, counts, confidence, joint, min_confidence=min_confidence, min_flip_dice=min_flip_dice
+    )
+
+
+def quality_control_from_counts(
+    table: LabelTable,
+    label_counts: np.ndarray,
+    label_confidence: np.ndarray,
+    flip_joint: np.ndarray | None = None,
+    *,
+    min_confidence: float = 0.7,
+    min_flip_dice: float = 0.8,
+) -> QualityControl:
+    """QC scores from per-channel summaries (what :func:`quality_control` computes first).
+
+    Parameters
+    ----------
+    table : LabelTable
+    label_counts : ndarray, shape (K,)
+        Voxels labelled as each channel.
+    label_confidence : ndarray, shape (K,)
+        Sum of the largest posterior over the voxels labelled as each channel.
+    flip_joint : ndarray of int, shape (K, K), optional
+        Voxels labelled ``i`` from the scan and ``j`` from the flipped scan (flipped back,
+        channels swapped); flip Dice scores only when given.
+    min_confidence, min_flip_dice : float
+        Flagging thresholds.
+    """
+    n_groups = len(QC_GROUPS)
+    group_of = _group_index(table)
+    counts = np.bincount(group_of, weights=np.asarray(label_counts, dtype=np.float64), minlength=n_groups + 1)
+    sums = np.bincount(group_of, weights=np.asarray(label_confidence, dtype=np.float64), minlength=n_groups + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = sums / counts
     scores: dict[str, float] = {}
@@ -109,12 +146,9 @@ def quality_control(
         scores[key] = float(confidence[i])
         if confidence[i] < min_confidence:  # False for NaN
             flagged.append(key)
-    if (flipped_index is None) != (unflipped_index is None):
-        raise ValueError("give both flipped_index and unflipped_index, or neither")
-    if flipped_index is not None:
-        a = group_of[unflipped_index].ravel()
-        b = group_of[flipped_index].ravel()
-        joint = np.bincount(a * (n_groups + 1) + b, minlength=(n_groups + 1) ** 2).reshape(n_groups + 1, -1)
+    if flip_joint is not None:
+        one_hot = np.eye(n_groups + 1, dtype=np.int64)[group_of]  # (K, groups)
+        joint = one_hot.T @ np.asarray(flip_joint, dtype=np.int64) @ one_hot
         size_a, size_b, both = joint.sum(axis=1), joint.sum(axis=0), np.diag(joint)
         with np.errstate(invalid="ignore", divide="ignore"):
             dice = 2.0 * both / (size_a + size_b)

@@ -5,42 +5,51 @@ Pipeline of :meth:`Segmenter.segment` (geometry in :mod:`.preprocess`):
 1. load and validate the scan (:func:`~synthseg_bids.core.io.load_image`);
 2. RAS, model resolution (cubic spline), intensities in [0, 1], window on the head;
 3. network on the window, batch 1 (in overlapping patches above ``max_voxels``);
-   with ``flip``, also on the left/right-flipped window, flipped back with left/right
-   channels swapped, and averaged;
-4. Gaussian smoothing of the posteriors, connected-component clean-up
-   (:func:`~synthseg_bids.core.postprocess.keep_largest_components`);
-5. volumes from the posteriors on the model's grid, QC scores;
-6. posteriors resampled trilinearly onto the input grid, argmax there, channel ->
-   FreeSurfer label value.
+   with ``flip``, also on the left/right-flipped window. A U-Net of
+   :func:`~synthseg_bids.network.build_unet` on TensorFlow runs its full-resolution decoder
+   level in y slabs with a halo (:func:`_unet_stages`: the same output, without that level's
+   full-size temporaries), and the flipped pass goes to step 4 slab by slab;
+4. on the network's device (:mod:`.prediction`, compiled with the network): the flipped
+   pass flipped back with left/right channels swapped and averaged, Gaussian smoothing of
+   the posteriors, the masks of the connected-component clean-up;
+5. on the host, the masks (uint8, not the posteriors) reduced to their largest connected
+   components (:func:`~synthseg_bids.core.postprocess.largest_components`);
+6. on the device again: posteriors outside the kept components zeroed and renormalised,
+   argmax, the per-channel sums behind the volumes and QC scores;
+7. labels onto the input grid: voxel copies when the grids align, else the posteriors
+   interpolated trilinearly at label borders
+   (:func:`~synthseg_bids.core.resample.resample_posteriors`); channel -> FreeSurfer label.
 
-The network is any :class:`Network`: a Keras model file loaded by
+The posteriors leave the device only when the input grid needs them (step 7) or they are
+asked for. The network is any :class:`Network`: a Keras model file loaded by
 :meth:`Network.from_file` (what :class:`Segmenter` does for paths), or a plain callable
-(tests, other back-ends) wrapped with :class:`Network` directly.
+(tests, other back-ends) wrapped with :class:`Network` directly; steps 4 and 6 are the
+same compiled functions for both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import itertools
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from scipy import ndimage
+import pandas as pd
 
-from ..core.io import Image, ImageError, atomic_path, load_image, save_image, strip_image_suffix
+from ..core.io import Image, ImageError, atomic_path, load_image, save_image, strip_image_suffix, table_text
 from ..core.labels import LabelTable
-from ..core.postprocess import keep_largest_components
-from ..core.resample import resample_posteriors
-from ..core.volumes import volumes_from_posteriors
+from ..core.postprocess import largest_components
+from ..core.resample import copy_to_grid, grids_align, resample_posteriors
+from ..core.volumes import volumes_from_posterior_sums
 from .memory import check_posteriors_fit
+from .prediction import Backend, CombinedPosteriors, DevicePosteriors
 from .preprocess import PreparedScan, extract_window, prepare_scan
-from .qc import QualityControl, quality_control
+from .qc import QualityControl, quality_control_from_counts
 from .settings import InferenceSettings
 
 __all__ = [
@@ -83,6 +92,10 @@ class Network:
         Model file metadata (:class:`synthseg_bids.network.ModelInfo`).
     device : str
         'cpu' or 'gpu' for Keras models; 'custom' for callables.
+    forward : callable or None
+        Keras models: ``predict`` without the copy to the host (it returns the backend's
+        device tensor), so that the segmenter's compiled steps run on the posteriors where
+        they are. ``None`` for callables (their numpy output is moved to the device).
     """
 
     predict: Callable[[np.ndarray], np.ndarray]
@@ -92,6 +105,7 @@ class Network:
     path: Path | None = None
     info: Any = None
     device: str = "custom"
+    forward: Callable[[np.ndarray], Any] | None = None
 
     @classmethod
     def from_keras(cls, model: Any, info: Any, *, path: Path | None = None, device: str = "cpu") -> "Network":
@@ -102,20 +116,17 @@ class Network:
         every input shape), with its current weights and the inputs placed on
         ``device`` ('cpu' or 'gpu'); later changes to the model's weights are not seen.
         """
-        import keras
-
-        if keras.backend.backend() == "jax":
-            predict = _jax_predict(model, device)
-        else:
-            predict = _tensorflow_predict(model)
+        backend = Backend(device)
+        forward = _keras_forward(model, backend)
         return cls(
-            predict=predict,
+            predict=lambda batch: backend.host(forward(batch)),
             label_table=info.label_table,
             resolution_mm=float(info.resolution_mm),
             size_multiple=int(info.network.size_multiple),
             path=path,
             info=info,
             device=device,
+            forward=forward,
         )
 
     @classmethod
@@ -139,36 +150,121 @@ class Network:
         return cls.from_keras(model, info, path=path, device=used)
 
 
-def _tensorflow_predict(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _keras_forward(model: Any, backend: Backend) -> Callable[[np.ndarray], Any]:
+    """``model`` compiled for inference: host batch -> float32 posteriors on the device."""
+    if backend.name == "jax":
+        import jax
+
+        trainable = backend.put([v.value for v in model.trainable_variables])
+        non_trainable = backend.put([v.value for v in model.non_trainable_variables])
+
+        @jax.jit
+        def run_jax(trainable, non_trainable, batch):
+            outputs, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
+            return outputs.astype("float32")
+
+        return lambda batch: run_jax(trainable, non_trainable, backend.put(np.asarray(batch, np.float32)))
+    if backend.name == "tensorflow":
+        import tensorflow as tf
+
+        stages = _unet_stages(model)
+        if stages is not None:
+            slabs = _sliced_forward(*stages)
+            forward = lambda batch: tf.concat([part for _, _, part in slabs(batch)], axis=2)  # noqa: E731
+            forward.slabs = slabs
+            return forward
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, None, 1], tf.float32)])
+        def run_tf(batch):
+            return tf.cast(model(batch, training=False), tf.float32)
+
+        return lambda batch: run_tf(tf.constant(batch, dtype=tf.float32))
+    import keras
+
+    return lambda batch: keras.ops.cast(model(backend.put(np.asarray(batch, np.float32)), training=False), "float32")
+
+
+#: Thickness (voxels along y) of the slabs in which the U-Net's last level runs (see :func:`_unet_stages`).
+_HEAD_SLAB = 32
+#: Layers the last level may hold: each maps a voxel's output from a neighbourhood of its input.
+_HEAD_LAYERS = ("Conv3D", "BatchNormalization", "Activation", "SpatialDropout3D", "Dropout")
+
+
+def _unet_stages(model: Any) -> tuple[Any, Any, list, int] | None:
+    """A U-Net of :func:`~synthseg_bids.network.build_unet` cut before its full-resolution decoder.
+
+    Returns ``(trunk, up-sampling and concatenation layers, last-level layers, halo)``:
+    ``trunk`` maps the image to the level-0 skip features and the level-1 decoder output;
+    the last level (up-sampling, concatenation, convolutions, normalisation, logits,
+    softmax) is a chain of layers whose output at a voxel depends on the inputs within
+    ``halo`` voxels (even, for the 2x up-sampling), so that it can run in slabs with the
+    same result as on the whole window, without its full-size temporaries (the 48-channel
+    concatenation) ever existing at once. ``None`` for any other model (run whole).
+    """
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    if "dec0_up" not in names or "dec0_concat" not in names or len(model.outputs) != 1:
+        return None
+    up, concat = model.get_layer("dec0_up"), model.get_layer("dec0_concat")
+    skip_low = concat.input
+    if not isinstance(skip_low, (list, tuple)) or len(skip_low) != 2 or skip_low[1] is not up.output:
+        return None
+    head = model.layers[names.index("dec0_concat") + 1:]
+    previous, halo = concat.output, 0
+    for layer in head:
+        if type(layer).__name__ not in _HEAD_LAYERS or layer.input is not previous:
+            return None
+        if type(layer).__name__ == "Conv3D":
+            if layer.padding != "same" or tuple(layer.strides) != (1, 1, 1) or tuple(layer.dilation_rate) != (1, 1, 1):
+                return None
+            halo += (int(layer.kernel_size[1]) - 1) // 2
+        previous = layer.output
+    if previous is not model.outputs[0] or tuple(up.size) != (2, 2, 2):
+        return None
+    trunk = keras.Model(model.inputs, [skip_low[0], up.input], name=f"{model.name}_trunk")
+    return trunk, (up, concat), head, halo + halo % 2
+
+
+def _sliced_forward(
+    trunk: Any, joins: tuple[Any, Any], head: list, halo: int
+) -> Callable[[np.ndarray], Iterator[tuple[int, int, Any]]]:
+    """TensorFlow forward pass of a U-Net cut by :func:`_unet_stages`: trunk whole, last level in y slabs.
+
+    The returned function yields ``(start, stop, posteriors)`` for consecutive y ranges
+    (``posteriors``: ``(1, X, stop - start, Z, K)`` float32 tensor).
+
+    Each slab of ``_HEAD_SLAB`` output planes runs on its input planes plus ``halo`` on each
+    side (fewer at the window's edges, where the zero padding is the whole window's), so
+    every output voxel sees the inputs it sees on the whole window.
+    """
     import tensorflow as tf
 
+    up, concat = joins
+    skip_spec, low_spec = (tf.TensorSpec([1, None, None, None, int(t.shape[-1])], t.dtype) for t in trunk.outputs)
+
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, None, 1], tf.float32)])
-    def run(batch):
-        return tf.cast(model(batch, training=False), tf.float32)
+    def run_trunk(batch):
+        return tuple(trunk(batch, training=False))
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return run(tf.constant(batch, dtype=tf.float32)).numpy()
+    @tf.function(input_signature=[skip_spec, low_spec])
+    def run_head(skip, low):
+        tensor = concat([skip, up(low)])
+        for layer in head:
+            tensor = layer(tensor, training=False)
+        return tf.cast(tensor, tf.float32)
 
-    return predict
+    def slabs(batch: np.ndarray) -> Iterator[tuple[int, int, Any]]:
+        skip, low = run_trunk(tf.constant(batch, dtype=tf.float32))
+        length = int(skip.shape[2])
+        for start in range(0, length, _HEAD_SLAB):
+            stop = min(start + _HEAD_SLAB, length)
+            lo, hi = max(0, start - halo), min(length, stop + halo)
+            out = run_head(skip[:, :, lo:hi], low[:, :, lo // 2 : hi // 2])
+            yield start, stop, out[:, :, start - lo : stop - lo]
+            del out
 
-
-def _jax_predict(model: Any, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    import jax
-
-    target = jax.devices(device)[0]
-    trainable = jax.device_put([v.value for v in model.trainable_variables], target)
-    non_trainable = jax.device_put([v.value for v in model.non_trainable_variables], target)
-
-    @jax.jit
-    def run(trainable, non_trainable, batch):
-        outputs, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
-        return outputs.astype("float32")
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        # np.array copies: numpy views of JAX arrays are read-only, the segmenter writes in place
-        return np.array(run(trainable, non_trainable, jax.device_put(np.asarray(batch, np.float32), target)))
-
-    return predict
+    return slabs
 
 
 @dataclass
@@ -189,7 +285,8 @@ class SegmentationResult:
         ``"total intracranial"``.
     qc : QualityControl
     timings : dict
-        Seconds spent in 'load', 'preprocess', 'network', 'postprocess' and 'total'.
+        Seconds spent in 'load', 'preprocess', 'network' (the network passes with the
+        flip averaging, smoothing and masks next to them), 'postprocess' and 'total'.
     label_table : LabelTable
     source : Path or None
         The scan's file.
@@ -203,6 +300,16 @@ class SegmentationResult:
     timings: dict[str, float]
     label_table: LabelTable
     source: Path | None = None
+
+
+@dataclass
+class _Prepared:
+    """A scan read and pre-processed, waiting for the network."""
+
+    image: Image
+    prepared: PreparedScan
+    batch: np.ndarray
+    timings: dict[str, float]
 
 
 class Segmenter:
@@ -237,6 +344,7 @@ class Segmenter:
                     path, "the default model is not installed with this package; give a model file (--model)"
                 )
             self.network = Network.from_file(path, device=self.settings.device, threads=self.settings.threads)
+        self._device: DevicePosteriors | None = None
 
     @property
     def label_table(self) -> LabelTable:
@@ -251,9 +359,24 @@ class Segmenter:
     def model_path(self) -> Path | None:
         return self.network.path
 
+    @property
+    def device_posteriors(self) -> DevicePosteriors:
+        """The compiled steps around the network (built, and Keras imported, on first use)."""
+        if self._device is None:
+            s = self.settings
+            self._device = DevicePosteriors(
+                self.label_table,
+                flip=s.flip,
+                smoothing_sigma=s.smoothing_sigma,
+                postprocess=s.postprocess,
+                threshold=s.posterior_threshold,
+                backend=Backend(self.network.device),
+            )
+        return self._device
+
     # -- prediction ------------------------------------------------------------
-    def predict_window(self, batch: np.ndarray) -> np.ndarray:
-        """Posteriors ``(X, Y, Z, K)`` of a network input ``(1, X, Y, Z, 1)``.
+    def network_posteriors(self, batch: np.ndarray) -> np.ndarray:
+        """Posteriors ``(X, Y, Z, K)`` of the network alone for an input ``(1, X, Y, Z, 1)``, on the host.
 
         Inputs above ``settings.max_voxels`` are cut into overlapping cubic patches
         (edge ``patch_size`` rounded up to the size multiple, starts on multiples of it);
@@ -282,12 +405,50 @@ class Segmenter:
         out /= np.multiply.outer(np.multiply.outer(counts[0], counts[1]), counts[2])[..., None]
         return out
 
+    def predict_window(self, batch: np.ndarray) -> CombinedPosteriors:
+        """The network on an input ``(1, X, Y, Z, 1)`` (and on its flip), then the device steps.
+
+        Returns the averaged, smoothed posteriors (left on the device) and the masks of the
+        connected-component clean-up (:meth:`.DevicePosteriors.combine`).
+        """
+        # passed on directly, not kept here: the combining step releases each pass once used
+        if not self.settings.flip:
+            return self.device_posteriors.combine(self._network_pass(batch))
+        flipped = np.ascontiguousarray(batch[:, ::-1])
+        slabs = getattr(self.network.forward, "slabs", None)
+        if slabs is None or int(np.prod(batch.shape[1:4])) > self.settings.max_voxels:
+            return self.device_posteriors.combine(self._network_pass(batch), self._network_pass(flipped))
+        # the flipped pass in y slabs, each averaged with the first pass as it comes: no second
+        # full-size pass, nor full-size temporaries of the averaging, exist next to the first
+        return self.device_posteriors.combine(self._network_pass(batch), self._checked_slabs(slabs(flipped), flipped))
+
+    def _checked_slabs(self, slabs: Iterator[tuple[int, int, Any]], batch: np.ndarray) -> Iterator:
+        for start, stop, part in slabs:
+            shape = list(batch.shape)
+            shape[2] = stop - start
+            self._check_shape(tuple(part.shape), tuple(shape))
+            yield start, stop, part
+
+    def _network_pass(self, batch: np.ndarray) -> Any:
+        """``(1, X, Y, Z, K)`` posteriors: a device tensor for a Keras model on a whole window."""
+        forward = self.network.forward
+        if forward is None or int(np.prod(batch.shape[1:4])) > self.settings.max_voxels:
+            return self.network_posteriors(batch)[None]
+        out = forward(batch)
+        self._check_shape(tuple(out.shape), batch.shape)
+        return out
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = np.asarray(self.network.predict(batch), dtype=np.float32)
-        expected = batch.shape[:4] + (len(self.label_table),)
-        if out.shape != expected:
-            raise ValueError(f"the network returned shape {out.shape} for input {batch.shape}; expected {expected}")
+        self._check_shape(out.shape, batch.shape)
         return out
+
+    def _check_shape(self, shape: tuple, batch_shape: tuple) -> None:
+        expected = tuple(batch_shape[:4]) + (len(self.label_table),)
+        if tuple(shape) != expected:
+            raise ValueError(
+                f"the network returned shape {tuple(shape)} for input {tuple(batch_shape)}; expected {expected}"
+            )
 
     # -- pipeline ----------------------------------------------------------------
     def segment(self, scan: str | os.PathLike | Image, *, posteriors: bool = False) -> SegmentationResult:
@@ -307,53 +468,62 @@ class Segmenter:
             asked for a scan whose posteriors cannot fit in memory
             (:func:`~synthseg_bids.inference.memory.check_posteriors_fit`). Names the file.
         """
-        s = self.settings
-        table = self.label_table
+        return self._predict(self._prepare(scan, posteriors), posteriors)
+
+    def _prepare(self, scan: str | os.PathLike | Image, posteriors: bool) -> _Prepared:
+        """Steps 1-2: read, check and pre-process (no network)."""
         tic = time.perf_counter()
         image = _checked(scan) if isinstance(scan, Image) else load_image(scan)
         if posteriors:
-            check_posteriors_fit(image.path, image.shape, len(table))
+            check_posteriors_fit(image.path, image.shape, len(self.label_table))
         timings = {"load": time.perf_counter() - tic}
-
         tic = time.perf_counter()
-        prepared = prepare_scan(image, self.network.resolution_mm, self.network.size_multiple, s)
+        prepared = prepare_scan(image, self.network.resolution_mm, self.network.size_multiple, self.settings)
         batch = prepared.network_input()
         timings["preprocess"] = time.perf_counter() - tic
+        return _Prepared(image, prepared, batch, timings)
 
+    def _predict(self, job: _Prepared, posteriors: bool) -> SegmentationResult:
+        """Steps 3-7 on a pre-processed scan."""
+        s = self.settings
+        table = self.label_table
+        image, prepared, timings = job.image, job.prepared, dict(job.timings)
         tic = time.perf_counter()
-        post = self.predict_window(batch)
-        unflipped = flipped = None
-        if s.flip:
-            mirrored = self.predict_window(np.ascontiguousarray(batch[:, ::-1]))[::-1][..., table.flip_permutation]
-            unflipped, flipped = np.argmax(post, axis=-1), np.argmax(mirrored, axis=-1)
-            post += mirrored
-            post *= 0.5
-            del mirrored
+        combined = self.predict_window(job.batch)
         timings["network"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
-        if s.smoothing_sigma > 0:
-            post = ndimage.gaussian_filter(post, sigma=(s.smoothing_sigma,) * 3 + (0,), mode="nearest")
-        if s.postprocess != "none":
-            keep_largest_components(
-                post, table.groups, threshold=s.posterior_threshold, brain_only=s.postprocess == "brain"
-            )
-        index = np.argmax(post, axis=-1).astype(np.int32)
+        kept = None
+        if combined.masks is not None:
+            kept = largest_components(combined.masks, profiles=combined.profiles)
+            combined.masks = None
+        window_affine = prepared.window_affine
+        interpolate = not grids_align(window_affine, image.affine)
+        finished = self.device_posteriors.finish(
+            combined, kept, prepared.inside_window(), with_posteriors=posteriors or interpolate
+        )
+        del kept
+        combined.posteriors = None  # frees them on the device
         # volumes inside the scan's field of view only (the window may be padded)
-        volumes = volumes_from_posteriors(post[prepared.inside_window()], prepared.window_affine, table)
-        qc = quality_control(
-            post,
+        volumes = volumes_from_posterior_sums(finished.sums, window_affine, table)
+        qc = quality_control_from_counts(
             table,
-            index=index,
-            unflipped_index=unflipped,
-            flipped_index=flipped,
+            finished.label_counts,
+            finished.label_confidence,
+            combined.flip_joint,
             min_confidence=s.qc_min_confidence,
             min_flip_dice=s.qc_min_flip_dice,
         )
-        conformed = self._conformed_labels(prepared, table.values[index])
-        input_index, input_posteriors = resample_posteriors(
-            post, prepared.window_affine, image.shape, image.affine, keep_posteriors=posteriors
-        )
+        del combined
+        conformed = self._conformed_labels(prepared, table.values[finished.labels])
+        if finished.posteriors is None:
+            input_index = copy_to_grid(finished.labels, window_affine, image.shape, image.affine)
+            input_posteriors = None
+        else:
+            input_index, input_posteriors = resample_posteriors(
+                finished.posteriors, window_affine, image.shape, image.affine,
+                keep_posteriors=posteriors, index=finished.labels,
+            )
         labels = Image(table.values[input_index], image.affine.copy(), image.header, None)
         timings["postprocess"] = time.perf_counter() - tic
         timings["total"] = sum(timings.values())
@@ -376,13 +546,46 @@ class Segmenter:
     def segment_many(
         self, scans: Iterable[str | os.PathLike | Image], *, posteriors: bool = False
     ) -> Iterator[SegmentationResult]:
-        """Segment scans one after the other with the loaded network (a generator).
+        """Segment scans one after the other with the loaded network (a generator), pipelined.
+
+        While the network runs on scan *n* (a worker thread), scan *n + 1* is read and
+        pre-processed (a second one) and the caller holds the result of scan *n - 1* (e.g.
+        writes it): at most one scan is read ahead and one result waits for the caller.
 
         A bad scan raises its :class:`~synthseg_bids.core.io.ImageError` when reached;
-        the results of earlier scans have been yielded already.
+        the results of earlier scans have been yielded already, and no later scan is read.
         """
-        for scan in scans:
-            yield self.segment(scan, posteriors=posteriors)
+        scans = iter(scans)
+        reader = ThreadPoolExecutor(1, thread_name_prefix="synthseg-read")
+        predictor = ThreadPoolExecutor(1, thread_name_prefix="synthseg-predict")
+
+        def read_next() -> Future | None:
+            scan = next(scans, _END)
+            return None if scan is _END else reader.submit(self._prepare, scan, posteriors)
+
+        try:
+            reading = read_next()
+            running: Future | None = None
+            while reading is not None or running is not None:
+                job = error = None
+                if reading is not None:
+                    try:
+                        job = reading.result()
+                    except Exception as err:  # raised below, after the previous scan's result
+                        error = err
+                done = running.result() if running is not None else None
+                running = predictor.submit(self._predict, job, posteriors) if job is not None else None
+                reading = read_next() if job is not None else None
+                if done is not None:
+                    yield done
+                if error is not None:
+                    raise error
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            predictor.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
 
 
 def _checked(image: Image) -> Image:
@@ -462,19 +665,13 @@ def write_result(
             save_image(result.posteriors, result.labels.affine, tmp, dtype=np.float32, header=result.labels.header)
         if volumes is not None:
             tmp = temporary("volumes", volumes)
-            tmp.write_text(_csv(["scan", *result.volumes], [scan, *(f"{v:.3f}" for v in result.volumes.values())]))
+            row = {"scan": scan, **{name: f"{v:.3f}" for name, v in result.volumes.items()}}
+            tmp.write_text(table_text(pd.DataFrame([row]), sep=","))
         if qc is not None:
             tmp = temporary("qc", qc)
             scores = result.qc.scores
-            tmp.write_text(
-                _csv(["scan", *scores, "flag"], [scan, *(f"{v:.4f}" for v in scores.values()), str(result.qc.flag)])
-            )
+            row = {"scan": scan, **{name: f"{v:.4f}" for name, v in scores.items()}, "flag": str(result.qc.flag)}
+            tmp.write_text(table_text(pd.DataFrame([row]), sep=","))
     return written
 
-
-def _csv(header: list[str], row: list[str]) -> str:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerows([header, row])
-    return text.getvalue()
 

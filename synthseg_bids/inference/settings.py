@@ -96,16 +96,14 @@ class InferenceSettings(Settings):
         return cls(**{"flip": False, "postprocess": "brain", **changes})
 
     def validate(self) -> None:
-        if self.device not in DEVICES:
-            raise SettingsError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        self.check_one_of("device", DEVICES)
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"threads must be >= 1, got {self.threads}")
-        if self.postprocess not in POSTPROCESSING:
-            raise SettingsError(f"postprocess must be one of {', '.join(POSTPROCESSING)}, got {self.postprocess!r}")
+        self.check_one_of("postprocess", POSTPROCESSING)
         if not 0 < self.posterior_threshold < 1:
             raise SettingsError(f"posterior_threshold must be in (0, 1), got {self.posterior_threshold}")
-        if self.smoothing_sigma < 0:
-            raise SettingsError(f"smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
+        self.check_at_least(0, "smoothing_sigma", "resample_tolerance")
+        self.check_at_least(1, "min_size")
         if self.intensity_clip is not None and (
             len(self.intensity_clip) != 2 or not self.intensity_clip[0] < self.intensity_clip[1]
         ):
@@ -116,16 +114,12 @@ class InferenceSettings(Settings):
             raise SettingsError(f"head_threshold must be in [0, 1), got {self.head_threshold}")
         if self.crop is not None and (len(self.crop) != 3 or min(self.crop) < 1):
             raise SettingsError(f"crop must be 3 positive sizes, got {self.crop}")
-        if self.min_size < 1:
-            raise SettingsError(f"min_size must be >= 1, got {self.min_size}")
         if self.patch_size < 1 or self.patch_overlap < 0 or self.patch_overlap >= self.patch_size:
             raise SettingsError(
                 f"need patch_size >= 1 and 0 <= patch_overlap < patch_size, got {self.patch_size}, {self.patch_overlap}"
             )
         if self.max_voxels < self.patch_size**3:
             raise SettingsError(f"max_voxels ({self.max_voxels}) must be at least patch_size**3 ({self.patch_size**3})")
-        if self.resample_tolerance < 0:
-            raise SettingsError(f"resample_tolerance must be >= 0, got {self.resample_tolerance}")
         for name in ("qc_min_confidence", "qc_min_flip_dice"):
             if not 0 <= getattr(self, name) <= 1:
                 raise SettingsError(f"{name} must be in [0, 1], got {getattr(self, name)}")

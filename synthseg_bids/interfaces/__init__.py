@@ -2,7 +2,8 @@
 
 - :mod:`.segmentation`: :class:`~.segmentation.SynthSeg` (segment a scan; model cached per process);
 - :mod:`.volumes`: :class:`~.volumes.VolumesTable`, :class:`~.volumes.GroupVolumes`;
-- :mod:`.bids`: :class:`~.bids.DerivativesDataSink` and the derivative naming scheme;
+- :mod:`.bids`: :class:`~.bids.DerivativesDataSink`, :class:`~.bids.ScanSidecars` (names and
+  sidecars from :mod:`synthseg_bids.bids`);
 - :mod:`.reports`: :class:`~.reports.SegmentationFigure`, :class:`~.reports.SubjectReport`;
 - :mod:`.training`: :class:`~.training.GenerateImages`, :class:`~.training.TrainModel`,
   :class:`~.training.ValidateCheckpoints`;

@@ -1,13 +1,14 @@
 """Evaluation against reference segmentations and paired comparison of two methods.
 
-Thin wrappers over :mod:`synthseg_bids.core.evaluation` (Dice, surface distances,
-summary tables) and :func:`synthseg_bids.core.evaluation.compare_methods` (Wilcoxon).
+Thin wrappers over :mod:`synthseg_bids.core.evaluation` (pairing, Dice, surface
+distances, summary tables, :func:`~synthseg_bids.core.evaluation.compare_methods`).
 
-Pairing: a prediction is paired with the reference of the same acquisition
-(:func:`~synthseg_bids.core.evaluation.match_key`: ``sub``/``ses``/``acq``/``run``); its
-row key (``subject`` column) also carries the contrast it was computed from
-(``sub-01_ses-1_T2w``), so the T1w and T2w segmentations of one session are scored
-separately against the same reference.
+Pairing: :func:`~synthseg_bids.core.evaluation.pair_label_maps` with the BIDS layer's
+keys: a prediction is paired with the reference of the same acquisition
+(:func:`synthseg_bids.bids.match_key`: ``sub``/``ses``/``acq``/``run``); its row key
+(``subject`` column, :func:`synthseg_bids.bids.scan_key`) also carries the contrast it
+was computed from (``sub-01_ses-1_T2w``), so the T1w and T2w segmentations of one
+session are scored separately against the same reference.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core.evaluation import LabelMapPair, compare_methods, evaluate_pair, match_key, summarize
-from ..core.io import IMAGE_SUFFIXES, ImageError, strip_image_suffix
+from ..bids import match_key, scan_key
+from ..core.evaluation import compare_methods, evaluate_pair, pair_label_maps, summarize
+from ..core.io import IMAGE_SUFFIXES, ImageError, write_table
 from ..core.labels import default_label_table
-from .bids import DESC_PREFIX
-from .volumes import write_tsv
 
-__all__ = ["CompareMethods", "EvaluateSegmentations", "evaluate_predictions", "scan_key"]
+__all__ = ["CompareMethods", "EvaluateSegmentations", "evaluate_predictions", "label_maps_in", "row_key"]
 
 LOGGER = logging.getLogger("synthseg_bids.interfaces")
 
@@ -41,21 +41,13 @@ KNOWN_CONTRASTS = ("T1w", "T2w", "FLAIR", "PDw", "T2starw", "PD", "T1map", "T2ma
                    "inplaneT2", "angio")
 
 
-def scan_key(path: str | Path) -> str:
-    """Acquisition key plus contrast: ``..._run-1_desc-synthsegT2w_dseg.nii.gz`` -> ``sub-01_run-1_T2w``."""
-    stem = strip_image_suffix(path)
-    parts = stem.split("_")
-    contrast = ""
-    for part in parts:
-        if part.startswith(f"desc-{DESC_PREFIX}") and len(part) > len(f"desc-{DESC_PREFIX}"):
-            contrast = part[len(f"desc-{DESC_PREFIX}"):]
-    if not contrast:
-        contrast = next((p for p in parts if p in KNOWN_CONTRASTS), "")
-    key = match_key(path)
-    return f"{key}_{contrast}" if contrast else key
+def row_key(path: str | Path) -> str:
+    """Row key of a scored prediction: :func:`synthseg_bids.bids.scan_key` knowing other tools' contrasts."""
+    return scan_key(path, KNOWN_CONTRASTS)
 
 
 def label_maps_in(folder: str | Path) -> list[Path]:
+    """Label map files under ``folder`` (recursive; hidden files and posteriors left out)."""
     files = [p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")
              and p.name.endswith(IMAGE_SUFFIXES) and "probseg" not in p.name]
     return sorted(files)
@@ -75,19 +67,10 @@ def evaluate_predictions(
     """
     table = default_label_table()
     labels = list(labels) if labels else table.values[table.values != 0].tolist()
-    references: dict[str, Path] = {}
-    for ref in label_maps_in(reference_dir):
-        key = match_key(ref)
-        if key in references:
-            raise ValueError(f"{ref}: two reference label maps for {key} (other: {references[key]})")
-        references[key] = ref
+    pairs = pair_label_maps(label_maps_in(reference_dir), predictions, key=match_key, row_key=row_key,
+                            strict=False, reference_root=reference_dir)
     frames = []
-    for pred in sorted(map(Path, predictions)):
-        key = match_key(pred)
-        if key not in references:
-            LOGGER.warning("%s: no reference segmentation for %s in %s; not scored", pred.name, key, reference_dir)
-            continue
-        pair = LabelMapPair(scan_key(pred), references[key], pred)
+    for pair in pairs:
         try:
             frames.append(evaluate_pair(pair, labels, percentile=percentile, label_table=table))
         except ImageError as err:  # e.g. a T2w on another grid than the reference drawn on the T1w
@@ -119,8 +102,8 @@ class EvaluateSegmentations(SimpleInterface):
         scores = evaluate_predictions(self.inputs.predictions, self.inputs.reference_dir,
                                       labels=self.inputs.labels or None, percentile=self.inputs.percentile)
         cwd = Path(runtime.cwd)
-        self._results["out_scores"] = str(write_tsv(scores, cwd / "scores.tsv"))
-        self._results["out_summary"] = str(write_tsv(summarize(scores), cwd / "summary.tsv"))
+        self._results["out_scores"] = str(write_table(cwd / "scores.tsv", scores, float_format="%.6g"))
+        self._results["out_summary"] = str(write_table(cwd / "summary.tsv", summarize(scores), float_format="%.6g"))
         return runtime
 
 
@@ -151,5 +134,5 @@ class CompareMethods(SimpleInterface):
             if metric in set(a["metric"])
         ]
         out = Path(runtime.cwd) / "comparison.tsv"
-        self._results["out_table"] = str(write_tsv(pd.concat(tables, ignore_index=True), out))
+        self._results["out_table"] = str(write_table(out, pd.concat(tables, ignore_index=True), float_format="%.6g"))
         return runtime

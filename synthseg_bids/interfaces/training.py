@@ -23,7 +23,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core.io import save_image
+from ..core.io import save_image, write_table
 
 __all__ = ["GenerateImages", "TrainModel", "ValidateCheckpoints"]
 
@@ -128,12 +128,11 @@ class ValidateCheckpoints(SimpleInterface):
         import pandas as pd
 
         from ..training import validate_checkpoints
-        from .volumes import write_tsv
 
         table = validate_checkpoints(self.inputs.model_dir, list(self.inputs.images), list(self.inputs.labels),
                                      out_dir=runtime.cwd)
         table = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
-        out = write_tsv(table, Path(runtime.cwd) / "validation.tsv")
+        out = write_table(Path(runtime.cwd) / "validation.tsv", table, float_format="%.6g")
         self._results["out_table"] = str(out)
         score = next((c for c in ("mean_dice", "dice_mean", "dice") if c in table.columns), None)
         path = next((c for c in ("checkpoint", "path") if c in table.columns), None)

@@ -55,20 +55,13 @@ class NetworkSettings(Settings):
     def validate(self) -> None:
         if not 1 <= self.n_levels <= 8:
             raise SettingsError(f"n_levels must be in 1..8, got {self.n_levels}")
-        if self.conv_per_level < 1:
-            raise SettingsError(f"conv_per_level must be >= 1, got {self.conv_per_level}")
+        self.check_at_least(1, "conv_per_level", "base_features")
         if self.conv_size < 1 or self.conv_size % 2 == 0:
             raise SettingsError(f"conv_size must be a positive odd number, got {self.conv_size}")
-        if self.base_features < 1:
-            raise SettingsError(f"base_features must be >= 1, got {self.base_features}")
         if not self.feature_multiplier > 0:
             raise SettingsError(f"feature_multiplier must be > 0, got {self.feature_multiplier}")
-        if self.activation not in ACTIVATIONS:
-            raise SettingsError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.normalisation not in NORMALISATIONS:
-            raise SettingsError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}"
-            )
+        self.check_one_of("activation", ACTIVATIONS)
+        self.check_one_of("normalisation", NORMALISATIONS)
         if not 0.0 <= self.dropout < 1.0:
             raise SettingsError(f"dropout must be in [0, 1), got {self.dropout}")
 

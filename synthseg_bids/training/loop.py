@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import os
 import platform
@@ -23,6 +22,8 @@ from typing import Any, Iterable, Sequence
 import keras
 from keras import ops
 
+from ..core.io import file_sha256
+from ..core.progress import Progress
 from ..network.model_file import ModelFileError, ModelInfo, read_model_file, save_model, set_weights_from
 from ..network.unet import logits_model
 from .checkpoints import Checkpoint, TrainingState, checkpoint_path, list_checkpoints, save_checkpoint
@@ -114,18 +115,20 @@ class EpochLogger(keras.callbacks.Callback):
         self.settings = settings
         self.phase = phase
         self._start = time.perf_counter()
+        self._progress: Progress | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._progress is None:  # the first epoch of this run (later ones when resuming)
+            self._progress = Progress(total=self.settings.epochs - epoch)
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._start
         loss = float((logs or {}).get("loss", float("nan")))
         rate = self.settings.steps_per_epoch / seconds if seconds > 0 else float("inf")
-        eta = seconds * (self.settings.epochs - epoch - 1)
         logger.info(
-            "epoch %d/%d [%s] loss %.5f  %.2f steps/s  %.0f s  ETA %s",
-            epoch + 1, self.settings.epochs, self.phase, loss, rate, seconds, _duration(eta),
+            "epoch %d/%d [%s] loss %.5f  %.2f steps/s  %s",
+            epoch + 1, self.settings.epochs, self.phase, loss, rate, self._progress.advance(seconds),
         )
         new = not self.log_path.exists()
         with open(self.log_path, "a") as stream:
@@ -344,17 +347,4 @@ def describe_environment() -> dict[str, Any]:
 
 def file_digests(paths: Iterable[str | os.PathLike]) -> list[dict[str, str]]:
     """``{"name": file name, "sha256": hex digest}`` of each file."""
-    out = []
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        out.append({"name": Path(path).name, "sha256": digest.hexdigest()})
-    return out
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    return [{"name": Path(path).name, "sha256": file_sha256(path)} for path in paths]

@@ -74,36 +74,20 @@ class TrainingSettings(Settings):
     save_dtype: str = "float32"
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise SettingsError(f"epochs must be >= 1, got {self.epochs}")
+        self.check_at_least(1, "epochs", "steps_per_epoch", "batch_size", "checkpoint_every")
+        self.check_at_least(0, "lr_decay", "keep_checkpoints")
         if not 0 <= self.wl2_epochs <= self.epochs:
             raise SettingsError(f"wl2_epochs must be in 0..epochs ({self.epochs}), got {self.wl2_epochs}")
-        if self.steps_per_epoch < 1:
-            raise SettingsError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
-        if self.batch_size < 1:
-            raise SettingsError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise SettingsError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.lr_decay < 0:
-            raise SettingsError(f"lr_decay must be >= 0, got {self.lr_decay}")
-        if self.loss not in LOSSES:
-            raise SettingsError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        self.check_one_of("loss", LOSSES)
         if self.class_weights is not None and any(not w >= 0 for w in self.class_weights):
             raise SettingsError("class_weights must be >= 0")
         if not self.wl2_target > 0:
             raise SettingsError(f"wl2_target must be > 0, got {self.wl2_target}")
-        if self.checkpoint_every < 1:
-            raise SettingsError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 0:
-            raise SettingsError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
-        if self.jit_compile not in _JIT:
-            raise SettingsError(f"jit_compile must be one of {', '.join(_JIT)}, got {self.jit_compile!r}")
-        if self.mixed_precision not in DTYPE_POLICIES:
-            raise SettingsError(
-                f"mixed_precision must be one of {', '.join(DTYPE_POLICIES)}, got {self.mixed_precision!r}"
-            )
-        if self.save_dtype not in _SAVE_DTYPES:
-            raise SettingsError(f"save_dtype must be one of {', '.join(_SAVE_DTYPES)}, got {self.save_dtype!r}")
+        self.check_one_of("jit_compile", _JIT)
+        self.check_one_of("mixed_precision", DTYPE_POLICIES)
+        self.check_one_of("save_dtype", _SAVE_DTYPES)
 
     def phase_of(self, epoch: int) -> str:
         """'wl2' or 'main' for the 0-based ``epoch``."""

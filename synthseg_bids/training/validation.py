@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.io import atomic_path, save_image
+from ..core.io import atomic_path, save_image, write_table
 from ..core.labels import LabelTable
 from ..core.metrics import dice_scores
 from ..network.model_file import ModelFileError, read_model_file, set_weights_from
@@ -130,8 +130,7 @@ def validate_checkpoints(
     frame = pd.DataFrame(rows)
     best = frame.loc[frame["mean_dice"].idxmax()] if frame["mean_dice"].notna().any() else frame.iloc[-1]
     tsv = out_dir / TABLE_NAME
-    with atomic_path(tsv) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6f", na_rep="n/a")
+    write_table(tsv, frame, float_format="%.6f")
     png = _plot(frame, out_dir / PLOT_NAME, int(best["epoch"]))
     frame.attrs.update(best_checkpoint=str(best["checkpoint"]), best_epoch=int(best["epoch"]), tsv=str(tsv), png=str(png))
     logger.info("best checkpoint: %s (mean Dice %.4f)", best["checkpoint"], best["mean_dice"])

@@ -3,7 +3,9 @@
 - :func:`~.segmentation.init_segmentation_wf`: one scan -> label map, volumes, QC, figure
   (embeddable: connect a file to ``inputnode.in_file``);
 - :func:`~.outputs.init_derivatives_wf`: store one scan's results as BIDS derivatives;
-- :func:`~.base.init_participant_wf` / :func:`~.base.init_single_subject_wf`: the BIDS-App;
+- :func:`~.base.init_participant_wf` / :func:`~.base.init_single_subject_wf`: the BIDS-App
+  (every scan's segmentation and derivatives, then the subject's report); :func:`~.base.init_reports_wf`:
+  reports of subjects whose workflow failed;
 - :func:`~.group.init_group_wf`: group tables, evaluation and method comparison;
 - :func:`~.training.init_training_wf`: generate -> train -> validate checkpoints;
 - :func:`~.evaluation.init_evaluation_wf`: predictions vs references -> metrics -> statistics.

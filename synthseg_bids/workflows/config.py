@@ -46,7 +46,13 @@ class AppConfig(Settings):
         pybids filter JSON text, ``{"<query>": {entity: value}}`` (``anat`` query
         refines the default selection of anatomical scans).
     model : Path, optional
-        Model file (``.npz``); default: the model shipped with the package.
+        Model file (``.npz``, or a SynthSeg Keras ``.h5`` segmentation network); default: the
+        model shipped with the package.
+    model_dir : Path, optional
+        Folder of SynthSeg's ``.h5`` networks (``$FREESURFER_HOME/models``) instead of ``model``.
+    v1, robust, parc, network_qc : bool
+        With ``model_dir``: the files chosen as ``mri_synthseg`` does
+        (:func:`~synthseg_bids.inference.official.select_model_files`).
     device, nprocs, omp_nthreads, mem_gb
         Compute resources.
     use_plugin : Path, optional
@@ -71,6 +77,11 @@ class AppConfig(Settings):
     session_label: tuple[str, ...] = ()
     bids_filters: str = ""
     model: Path | None = None
+    model_dir: Path | None = None
+    v1: bool = False
+    robust: bool = False
+    parc: bool = False
+    network_qc: bool = False
     device: str = "auto"
     nprocs: int = 1
     omp_nthreads: int = 0
@@ -123,18 +134,21 @@ class AppConfig(Settings):
 
 
 def container_info() -> tuple[str, str]:
-    """``(type, tag)`` of the container running this process: ('docker'|'apptainer'|'', tag).
+    """``(type, tag)`` of the project's image running this process, or ``('', '')`` outside it.
 
-    Detected from the environment: ``/.dockerenv`` or ``SYNTHSEG_BIDS_CONTAINER=docker``
-    (set in the image) for Docker; ``APPTAINER_CONTAINER``/``SINGULARITY_CONTAINER``
-    for Apptainer/Singularity.
+    Only the project's images count: the Dockerfile and the Apptainer recipes set
+    ``SYNTHSEG_BIDS_CONTAINER=<engine>-<variant>`` (``docker-cpu``, ``docker-gpu``,
+    ``apptainer-cpu``, ``apptainer-gpu``); a plain install inside some other container
+    (a ``/.dockerenv`` at the root, an unrelated SIF) records none. The type is the engine
+    running the image, ``apptainer`` when ``APPTAINER_CONTAINER``/``SINGULARITY_CONTAINER``
+    is set (a Docker image converted to a SIF), then the variant: e.g. ``apptainer-gpu``.
+    The tag is the SIF path under Apptainer, else ``SYNTHSEG_BIDS_IMAGE`` when set.
     """
-    for var in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER"):
-        if os.environ.get(var):
-            return "apptainer", os.environ[var]
     declared = os.environ.get("SYNTHSEG_BIDS_CONTAINER", "")
-    if declared:
-        return declared, os.environ.get("SYNTHSEG_BIDS_IMAGE", "")
-    if Path("/.dockerenv").exists():
-        return "docker", os.environ.get("SYNTHSEG_BIDS_IMAGE", "")
-    return "", ""
+    if not declared:
+        return "", ""
+    engine, _, variant = declared.partition("-")
+    sif = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER") or ""
+    if sif:
+        engine = "apptainer"
+    return "-".join(p for p in (engine, variant) if p), sif or os.environ.get("SYNTHSEG_BIDS_IMAGE", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from ..inference.memory import segmentation_mem_gb
 from ..interfaces.reports import SegmentationFigure
 from ..interfaces.segmentation import SynthSeg
 from ..interfaces.volumes import VolumesTable
@@ -15,10 +16,15 @@ __all__ = ["init_segmentation_wf"]
 def init_segmentation_wf(
     *,
     model: str | None = None,
+    model_dir: str | None = None,
+    v1: bool = False,
+    robust: bool = False,
+    parcellation: bool = False,
+    network_qc: bool = False,
     device: str = "auto",
     omp_nthreads: int = 0,
     write_posteriors: bool = False,
-    mem_gb: float = 2.0,
+    mem_gb: float | None = None,
     inference_settings: dict | None = None,
     name: str = "segmentation_wf",
 ):
@@ -39,7 +45,12 @@ def init_segmentation_wf(
     Parameters
     ----------
     model : str, optional
-        Model file (``.npz``); ``None`` uses the model shipped with the package.
+        Model file (``.npz``, or one of SynthSeg's Keras ``.h5`` segmentation networks);
+        ``None`` uses the model shipped with the package.
+    model_dir : str, optional
+        Folder of SynthSeg's ``.h5`` networks (``$FREESURFER_HOME/models``), instead of
+        ``model``; ``v1``, ``robust``, ``parcellation`` and ``network_qc`` choose its files as
+        ``mri_synthseg`` does (:func:`~synthseg_bids.inference.official.select_model_files`).
     device : {'auto', 'cpu', 'gpu'}
         Where the network runs.
     omp_nthreads : int
@@ -47,8 +58,10 @@ def init_segmentation_wf(
         ``n_procs`` for the MultiProc scheduler.
     write_posteriors : bool
         Also output the 4D posteriors.
-    mem_gb : float
-        Memory estimate of the segmentation node, for the MultiProc scheduler.
+    mem_gb : float, optional
+        Memory estimate (GB) of the segmentation node, for the MultiProc scheduler: pass
+        :func:`~synthseg_bids.inference.memory.segmentation_mem_gb` of the scan (its header
+        gives the grid). ``None``: the estimate for a 256^3 1 mm scan.
     inference_settings : dict, optional
         Other :class:`~synthseg_bids.inference.InferenceSettings` fields (flip,
         postprocess, min_size...).
@@ -68,6 +81,8 @@ def init_segmentation_wf(
         Label map on the scan's grid (FreeSurfer values).
     out_probseg
         4D posteriors (only with ``write_posteriors``).
+    out_parc_dseg
+        Label map with Desikan-Killiany parcels in the cortex (only with ``parcellation``).
     out_volumes
         One-row TSV: QC flag and scores, structure volumes (mm^3).
     out_results
@@ -78,17 +93,25 @@ def init_segmentation_wf(
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "source_file"]), name="inputnode")
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=["out_dseg", "out_probseg", "out_volumes", "out_results", "out_figure"]),
+        niu.IdentityInterface(
+            fields=["out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure"]
+        ),
         name="outputnode",
     )
     segment = pe.Node(
         SynthSeg(device=device, tf_threads=omp_nthreads, write_posteriors=write_posteriors),
         name="segment",
         n_procs=max(1, omp_nthreads),
-        mem_gb=mem_gb,
+        mem_gb=mem_gb if mem_gb is not None else segmentation_mem_gb(None, posteriors=write_posteriors),
     )
     if model:
         segment.inputs.model = str(model)
+    if model_dir:
+        segment.inputs.model_dir = str(model_dir)
+        segment.inputs.v1, segment.inputs.robust = bool(v1), bool(robust)
+        segment.inputs.parcellation, segment.inputs.network_qc = bool(parcellation), bool(network_qc)
+    elif v1 or robust or parcellation or network_qc:
+        raise ValueError("v1, robust, parcellation and network_qc select networks in model_dir; give model_dir")
     if inference_settings:
         segment.inputs.settings = dict(inference_settings)
     # source_file defaults to in_file when not connected
@@ -110,6 +133,8 @@ def init_segmentation_wf(
     ])  # fmt: skip
     if write_posteriors:
         workflow.connect(segment, "out_probseg", outputnode, "out_probseg")
+    if model_dir and parcellation:
+        workflow.connect(segment, "out_parc_dseg", outputnode, "out_parc_dseg")
     return workflow
 
 

@@ -46,8 +46,9 @@ def test_definition_parses_and_matches_dockerfile():
 def test_container_is_recorded_in_generated_by(monkeypatch):
     from synthseg_bids.workflows.config import container_info
 
+    monkeypatch.setenv("SYNTHSEG_BIDS_CONTAINER", "apptainer-cpu")  # what the recipe sets
     monkeypatch.setenv("APPTAINER_CONTAINER", "/images/synthseg-bids.sif")
-    assert container_info() == ("apptainer", "/images/synthseg-bids.sif")
+    assert container_info() == ("apptainer-cpu", "/images/synthseg-bids.sif")
 
 
 def test_array_job_script_checks_its_arguments(tmp_path):

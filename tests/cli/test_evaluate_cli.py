@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 
 from synthseg_bids.cli.evaluate import build_parser
 from synthseg_bids.cli.main import main as synthseg_bids

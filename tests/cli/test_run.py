@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_app_data
+from helpers import make_app_data
 
 from synthseg_bids.cli.main import main
 
@@ -36,10 +36,14 @@ def _validator():
     return shutil.which("bids-validator-deno") or shutil.which("bids-validator")
 
 
-def validator_errors(folder: Path) -> list[str]:
+def validator_issues(folder: Path, severity: str = "error") -> list[str]:
     proc = subprocess.run([_validator(), str(folder), "--format", "json"], capture_output=True, text=True)
     issues = json.loads(proc.stdout)["issues"]["issues"]
-    return [f"{i['code']} {i.get('location')}" for i in issues if i["severity"] == "error"]
+    return [f"{i['code']} {i.get('subCode') or ''} {i.get('location')}" for i in issues if i["severity"] == severity]
+
+
+def validator_errors(folder: Path) -> list[str]:
+    return validator_issues(folder, "error")
 
 
 def tree(folder: Path) -> dict[str, int]:
@@ -105,6 +109,8 @@ def test_derivatives_pass_the_bids_validator(first_run):
     if not _validator():
         pytest.skip("bids-validator-deno not installed (pip install bids-validator-deno)")
     assert validator_errors(first_run["out"]) == []
+    recommended = [w for w in validator_issues(first_run["out"], "warning") if w.startswith("SIDECAR_KEY_RECOMMENDED")]
+    assert recommended == []
 
 
 def test_pybids_indexes_the_derivatives(first_run):
@@ -126,6 +132,35 @@ def test_second_run_does_no_work(data, first_run, caplog):
     assert rc == 0
     assert tree(out / "sub-01") == before
     assert "4/4 scan(s) done (4 skipped as already done), 0 failed" in caplog.text
+
+
+def test_deleted_derivative_is_written_again_with_the_reused_work_folder(data, first_run):
+    """The sinks always run: a cached node upstream cannot leave a deleted derivative missing."""
+    out = first_run["out"]
+    figure = out / "sub-02" / "figures" / "sub-02_desc-synthsegT1w_dseg.png"
+    content = figure.read_bytes()
+    figure.unlink()
+    assert run_app(data, out, "--write-posteriors") == 0
+    assert figure.read_bytes() == content
+
+
+def test_output_under_bids_derivatives_and_default_work_folder(data, tmp_path, monkeypatch, caplog):
+    """fMRIPrep's places: output in <bids_dir>/derivatives/<name>, work folder ./work; nothing else is written."""
+    caplog.set_level("INFO", logger="synthseg_bids")
+    bids = tmp_path / "bids"
+    shutil.copytree(data["bids"], bids)
+    out = bids / "derivatives" / "synthseg-bids"
+    monkeypatch.chdir(tmp_path)
+    before = tree(bids)
+    argv = [str(bids), str(out), "participant", "--model", str(data["model"]), "--nprocs", "1",
+            "--inference-settings", str(data["fast"]), "--participant-label", "02"]
+    assert main(argv) == 0
+    assert (out / "sub-02" / "anat" / "sub-02_desc-synthsegT1w_dseg.nii.gz").is_file()
+    assert {k: v for k, v in tree(bids).items() if not k.startswith("derivatives")} == before
+    assert (tmp_path / "work" / "synthseg_bids_wf").is_dir()
+    first = caplog.records[0].getMessage()
+    assert f"work folder {tmp_path / 'work'}" in first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bids", "work"]
 
 
 def test_report_renders_in_headless_chromium(first_run, tmp_path):
@@ -152,7 +187,8 @@ def test_participant_label_selects(data):
     assert (out / "sub-02.html").exists() and not (out / "sub-01.html").exists()
 
 
-def test_corrupt_scan_fails_alone(data, tmp_path, capsys):
+def test_corrupt_scan_fails_alone(data, tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="synthseg_bids")
     bids = tmp_path / "bids"
     shutil.copytree(data["bids"], bids)
     bad = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
@@ -165,8 +201,15 @@ def test_corrupt_scan_fails_alone(data, tmp_path, capsys):
     line = next(ln for ln in err.splitlines() if "sub-02_T1w.nii.gz" in ln and "error" in ln)
     assert line.startswith("synthseg-bids: error: sub-02/anat/sub-02_T1w.nii.gz:") and "crash file" in line
     assert len(list(out.rglob("*_dseg.nii.gz"))) == 3
-    assert list((out / "logs").glob("*/crash-*"))
+    crash = line.split("(crash file: ")[1].rstrip(")")
+    assert Path(crash).is_file() and Path(crash).parent.name == "sub-02_T1w"  # logs/<run>/<scan>/crash-*.txt
     assert "sub-02_T1w.nii.gz" in (out / "sub-02.html").read_text()
+    # the run ends with the failure line; progress lines and the summary come before it, at INFO
+    assert err.strip().splitlines()[-1] == line
+    progress = [r.getMessage() for r in caplog.records if r.name == "synthseg_bids.cli" and r.getMessage()[:1] == "["]
+    assert len(progress) == 4 and sum("FAILED" in m for m in progress) == 1 and progress[-1].startswith("[4/4] ")
+    summary = next(r for r in caplog.records if "scan(s) done" in r.getMessage())
+    assert summary.levelname == "INFO" and "3/4 scan(s) done (0 skipped as already done), 1 failed" in summary.message
 
 
 def test_group_level(data, first_run, tmp_path):
@@ -193,8 +236,16 @@ def test_group_level(data, first_run, tmp_path):
     summary = pd.read_csv(group / "summary.tsv", sep="\t")
     assert {"contrast", "structure", "mean", "std"} <= set(summary.columns)
     assert (group / "outliers.tsv").exists()
-    scores = pd.read_csv(group / "evaluation_scores.tsv", sep="\t")
+    scores = pd.read_csv(group / "evaluation_scores.tsv", sep="\t", na_values="n/a", keep_default_na=False)
     assert set(scores["metric"]) >= {"dice", "hd95"}
+    # the references are the pipeline's own T1w label maps: scored against themselves, Dice = 1 and distances
+    # 0 for every structure present (NaN for those in neither map); the T2w is scored against the T1w's map
+    own = scores[scores["subject"].str.endswith("_T1w")]
+    assert sorted(own["subject"].unique()) == ["sub-01_ses-1_T1w", "sub-01_ses-2_T1w", "sub-02_T1w"]
+    present = own[own["metric"] == "dice"].dropna(subset=["value"])
+    assert len(present) > 0 and (present["value"] == 1.0).all()
+    distances = own[own["metric"].isin(["hd", "hd95", "msd"])].dropna(subset=["value"])
+    assert len(distances) == 3 * len(present) and (distances["value"] == 0.0).all()
     comparison = pd.read_csv(group / "comparison.tsv", sep="\t")
     assert {"structure", "p", "p_corrected"} <= set(comparison.columns)
 
@@ -205,7 +256,8 @@ def test_group_level(data, first_run, tmp_path):
     [
         ("missing", "bids_dir does not exist"),
         ("not_bids", "not a BIDS dataset"),
-        ("out_inside", "inside bids_dir"),
+        ("out_inside", "only its derivatives folder may be written: use e.g. "),
+        ("out_is_derivatives", "only its derivatives folder may be written"),
         ("same", "must differ"),
         ("unknown_label", "participant label(s) not found"),
         ("bad_filter", "is not valid JSON"),
@@ -221,7 +273,9 @@ def test_bad_input(data, tmp_path, capsys, case, expected):
     elif case == "not_bids":
         (bids / "dataset_description.json").unlink()
     elif case == "out_inside":
-        out = bids / "derivatives" / "synthseg"
+        out = bids / "sub-01" / "synthseg"
+    elif case == "out_is_derivatives":
+        out = bids / "derivatives"
     elif case == "same":
         out = bids
     elif case == "unknown_label":
@@ -240,7 +294,7 @@ def test_bad_input(data, tmp_path, capsys, case, expected):
 
 
 def test_bids_filter_file_selects(data, tmp_path):
-    from synthseg_bids.cli.bids import collect_scans
+    from synthseg_bids.bids import collect_scans
 
     scans = collect_scans(data["bids"], bids_filters='{"anat": {"suffix": "T2w"}}')
     assert {s: [Path(p).name for p in v] for s, v in scans.items()} == {"01": ["sub-01_ses-1_T2w.nii.gz"], "02": []}
@@ -279,3 +333,6 @@ def test_console_script_end_to_end(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "sub-02" / "anat" / "sub-02_desc-synthsegT1w_dseg.nii.gz").exists()
     assert (out / "sub-02.html").exists()
+    # MultiProc runs the nodes in workers; the progress line comes from the main process's status callback
+    assert "[1/1] sub-02/anat/sub-02_T1w.nii.gz done in " in proc.stderr
+    assert f"reports: {out / 'sub-02.html'}" in proc.stderr and "1/1 scan(s) done" in proc.stderr

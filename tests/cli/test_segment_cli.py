@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_toy_label_map
+from helpers import labels_of, run_main, toy_head
 
 import synthseg_bids.cli.segment as segment_cli
 from synthseg_bids.cli.main import main as synthseg_bids
@@ -25,7 +25,6 @@ from synthseg_bids.core.io import save_image
 from synthseg_bids.core.labels import default_label_table
 
 ROOT = Path(__file__).resolve().parents[2]
-INTENSITY = {0: 0.0, 258: 30.0, 24: 15.0, 3: 50.0, 42: 60.0, 2: 90.0, 41: 100.0, 4: 20.0, 43: 25.0, 16: 75.0}
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +43,15 @@ def small_network_input(monkeypatch):
     monkeypatch.setattr(segment_cli, "settings_from_args", settings)
 
 
-def head(seed=0, shape=(28, 28, 28), scale=1.0) -> np.ndarray:
-    labels = make_toy_label_map(shape, seed=seed)
-    lut = np.zeros(labels.max() + 1, np.float32)
-    for value, intensity in INTENSITY.items():
-        lut[value] = intensity
-    return lut[labels] * np.float32(scale)
-
-
 AFFINE = np.array([[-1.1, 0, 0, 15], [0, 0, 1.0, -14], [0, -1.0, 0, 16], [0, 0, 0, 1]])  # oblique-free LSP, 1.1 mm
 
 
 def write_scan(path: Path, seed=0, shape=(28, 28, 28), data=None, affine=AFFINE) -> Path:
-    return save_image(head(seed, shape) if data is None else data, affine, path)
+    return save_image(toy_head(shape, seed) if data is None else data, affine, path)
 
 
 def run(capsys, *args) -> tuple[int, str]:
-    try:
-        code = synthseg_bids(["segment", *map(str, args)])
-    except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
-
-
-def labels_of(path: Path) -> np.ndarray:
-    return np.asarray(nib.load(path).dataobj)
+    return run_main(capsys, "segment", *args)
 
 
 # -- forms ----------------------------------------------------------------------------
@@ -165,7 +148,7 @@ def test_list_counts_and_forms_must_match(tmp_path, model, capsys):
 
 
 def test_ct_clips_intensities(tmp_path, model, capsys):
-    raw = head() * 20 - 300  # -300 .. 1700 HU-like values, far above 80
+    raw = toy_head() * 20 - 300  # -300 .. 1700 HU-like values, far above 80
     write_scan(tmp_path / "raw.nii.gz", data=raw)
     write_scan(tmp_path / "clipped.nii.gz", data=np.clip(raw, 0, 80))
     for name in ("raw", "clipped"):
@@ -194,6 +177,7 @@ def test_crop_keeps_the_input_grid(tmp_path, model, capsys, monkeypatch):
 def spy_settings(monkeypatch) -> list:
     """Record the settings every Segmenter of the command is built with."""
     import synthseg_bids.inference as inference
+    import synthseg_bids.inference.official as official
 
     seen = []
 
@@ -203,6 +187,7 @@ def spy_settings(monkeypatch) -> list:
             super().__init__(model, settings)
 
     monkeypatch.setattr(inference, "Segmenter", Spy)
+    monkeypatch.setattr(official, "Segmenter", Spy)  # the command builds it through load_segmenter
     return seen
 
 
@@ -289,12 +274,18 @@ def test_help_lists_every_option(capsys):
     assert "Exit status" in text
 
 
-@pytest.mark.parametrize("option, words", [("--parc", "parcellation"), ("--robust", "SynthSeg-robust"),
-                                           ("--v1", "SynthSeg 1.0"), ("--photo", "Photo-SynthSeg")])
-def test_unavailable_options_are_refused(tmp_path, model, capsys, option, words):
+def test_unavailable_options_are_refused(tmp_path, model, capsys):
+    scan = write_scan(tmp_path / "s.nii.gz")
+    code, err = run(capsys, "--i", scan, "--o", tmp_path / "o.nii.gz", "--model", model, "--photo")
+    assert code == 2 and "Photo-SynthSeg" in err and "does not have" in err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+@pytest.mark.parametrize("option", ["--parc", "--robust", "--v1"])
+def test_official_switches_need_a_model_folder(tmp_path, model, capsys, option):
     scan = write_scan(tmp_path / "s.nii.gz")
     code, err = run(capsys, "--i", scan, "--o", tmp_path / "o.nii.gz", "--model", model, option)
-    assert code == 2 and words in err and "does not have" in err
+    assert code == 2 and f"{option} select(s)" in err and "--model-dir" in err
     assert not (tmp_path / "o.nii.gz").exists()
 
 

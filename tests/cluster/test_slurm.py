@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_app_data
+from helpers import make_app_data
 from slurm_cluster import SlurmCluster, missing_programs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 from scipy import stats as scipy_stats
 
 from synthseg_bids.core.evaluation import (
@@ -23,10 +23,9 @@ LABELS = [2, 3, 4, 16, 41, 258]  # 258 is not in the SynthSeg table
 @pytest.mark.parametrize(
     ("name", "key"),
     [
-        ("sub-01_ses-a_acq-fast_run-2_T1w_synthseg.nii.gz", "sub-01_ses-a_acq-fast_run-2"),
-        ("sub-01_ses-a_run-2_dseg.nii.gz", "sub-01_ses-a_run-2"),
-        ("sub-01_space-orig_desc-synthseg_dseg.mgz", "sub-01"),
+        ("sub-01_ses-a_T1w_synthseg.nii.gz", "sub-01_ses-a_T1w"),  # no BIDS here: synthseg_bids.bids.match_key
         ("case12_synthseg.nii.gz", "case12"),
+        ("case12_synthseg_seg.nii.gz", "case12_synthseg"),
         ("case12_dseg.nii", "case12"),
         ("case12.nii.gz", "case12"),
     ],
@@ -36,14 +35,14 @@ def test_match_key(name, key):
 
 
 def write_pair_folders(tmp_path, n=3, seed=0):
-    """References sub-XX_dseg and predictions sub-XX_T1w_synthseg (shifted copies), nested."""
+    """References sub-XX_dseg and predictions sub-XX_synthseg (shifted copies), nested."""
     ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
     arrays = {}
     for i in range(n):
         reference = make_toy_label_map((20, 20, 20), seed=seed + i)
         prediction = np.roll(reference, i % 2 + 1, axis=i % 3)
         save_image(reference, toy_affine(1.5), ref_dir / f"sub-{i:02d}" / "anat" / f"sub-{i:02d}_dseg.nii.gz")
-        save_image(prediction, toy_affine(1.5), pred_dir / f"sub-{i:02d}_T1w_synthseg.nii.gz")
+        save_image(prediction, toy_affine(1.5), pred_dir / f"sub-{i:02d}_synthseg.nii.gz")
         arrays[f"sub-{i:02d}"] = (reference, prediction)
     return ref_dir, pred_dir, arrays
 
@@ -95,13 +94,13 @@ def test_written_tables_read_back_and_summary_matches_numpy(tmp_path):
 
 def test_unmatched_and_duplicate_names_are_errors_naming_the_file(tmp_path):
     ref_dir, pred_dir, _ = write_pair_folders(tmp_path, n=2)
-    extra = pred_dir / "sub-07_T1w_synthseg.nii.gz"
+    extra = pred_dir / "sub-07_synthseg.nii.gz"
     save_image(make_toy_label_map((20, 20, 20)), toy_affine(), extra)
     with pytest.raises(ImageError, match="no reference with match key 'sub-07'") as info:
         match_label_maps(ref_dir, pred_dir)
     assert info.value.path == extra
     extra.unlink()
-    duplicate = pred_dir / "sub-01_T2w_synthseg.nii.gz"
+    duplicate = pred_dir / "sub-01_seg.nii.gz"
     save_image(make_toy_label_map((20, 20, 20)), toy_affine(), duplicate)
     with pytest.raises(ImageError, match="same match key 'sub-01'"):
         match_label_maps(ref_dir, pred_dir)
@@ -111,7 +110,7 @@ def test_unmatched_and_duplicate_names_are_errors_naming_the_file(tmp_path):
 
 def test_shape_and_affine_mismatch_name_both_files(tmp_path):
     ref_dir, pred_dir, _ = write_pair_folders(tmp_path, n=1)
-    prediction = pred_dir / "sub-00_T1w_synthseg.nii.gz"
+    prediction = pred_dir / "sub-00_synthseg.nii.gz"
     save_image(make_toy_label_map((20, 20, 21)), toy_affine(1.5), prediction)
     with pytest.raises(ImageError, match=r"shape \(20, 20, 21\) differs from reference .*sub-00_dseg"):
         evaluate_folders(ref_dir, pred_dir, LABELS)

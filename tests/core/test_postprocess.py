@@ -66,3 +66,20 @@ def test_renormalise_empty_voxels_become_background():
     post = np.array([[0.2, 0.2, 0.0], [0.0, 0.0, 0.0]], np.float32)
     out = renormalise(post)
     np.testing.assert_allclose(out, [[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+
+
+def test_largest_components_ties_and_given_extents():
+    """Two equal components: the first in raster order is kept (as scipy numbers them); extents given or not."""
+    masks = np.zeros((2, 12, 10, 8), bool)
+    masks[0, 1:3, 1:3, 1:3] = True  # 8 voxels, found first
+    masks[0, 8:10, 5:7, 4:6] = True  # 8 voxels
+    masks[1, 6:9, 2:4, 2:3] = True  # 6 voxels
+    masks[1, 0, 0, 0] = True
+    out = largest_components(masks)
+    expected = masks.copy()
+    expected[0, 8:10, 5:7, 4:6] = False
+    expected[1, 0, 0, 0] = False
+    np.testing.assert_array_equal(out, expected)
+    profiles = tuple(masks.any(axis=tuple(a for a in (1, 2, 3) if a != axis)) for axis in (1, 2, 3))
+    np.testing.assert_array_equal(largest_components(masks, profiles=profiles), expected)
+    assert not largest_components(np.zeros((1, 4, 4, 4), bool)).any()

@@ -15,7 +15,7 @@ SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import jax, keras, numpy as np
-from conftest import make_toy_label_map
+from helpers import make_toy_label_map
 from synthseg_bids.generator import GenerationSpec, GeneratorSettings, LabelsToImage
 assert keras.backend.backend() == "jax"
 labels = make_toy_label_map((28, 28, 28))

@@ -7,7 +7,7 @@ import pytest
 from keras import ops
 from scipy import ndimage, special
 
-from conftest import make_toy_label_map
+from helpers import make_toy_label_map
 from synthseg_bids.generator import GenerationSpec, GeneratorSettings
 from synthseg_bids.generator.layers import LabelsToImage, blur_resample_matrix
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import make_toy_label_map
+from helpers import make_toy_label_map
 from synthseg_bids.generator import GenerationSpec, GeneratorSettings, estimate_priors
 from synthseg_bids.generator.priors import rescale_robust
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 from synthseg_bids.core.io import ImageError
 from synthseg_bids.core.settings import SettingsError
 from synthseg_bids.generator import GenerationSpec, GeneratorSettings, load_training_maps

@@ -13,7 +13,7 @@ from scipy import ndimage
 from synthseg_bids.core.labels import default_label_table
 from synthseg_bids.inference import Network
 
-from conftest import make_toy_label_map
+from helpers import make_toy_label_map
 
 #: Intensity of each label of the toy phantom (left and right differ, so a per-voxel
 #: network can tell them apart). 258 (scalp) is segmented as background.
@@ -78,5 +78,18 @@ def lopsided_network(width: float = 0.03, bias: float = 0.5, gain: float = 20.0)
         slope = np.roll(x, -2, axis=0) - np.roll(x, 2, axis=0)
         logits = _intensity_logits(x, width, SYMMETRIC_INTENSITIES) + side * (bias - gain * slope[..., None])
         return _softmax(logits)[None]
+
+    return Network(predict=predict, label_table=table, resolution_mm=1.0, size_multiple=8)
+
+
+def constant_network(value: int) -> Network:
+    """A network that calls every voxel of its window, padding included, structure ``value``."""
+    table = default_label_table()
+    channel = int(table.index_of([value])[0])
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        out = np.zeros(batch.shape[:4] + (len(table),), np.float32)
+        out[..., channel] = 1.0
+        return out
 
     return Network(predict=predict, label_table=table, resolution_mm=1.0, size_multiple=8)

@@ -7,7 +7,7 @@ from synthseg_bids.core.io import Image
 from synthseg_bids.core.resample import reorient
 from synthseg_bids.inference import InferenceSettings, Segmenter
 
-from inference_fakes import lopsided_network, phantom, voxel_network
+from inference_fakes import constant_network, lopsided_network, phantom, voxel_network
 
 EXACT = dict(min_size=8, smoothing_sigma=0.0)
 
@@ -133,8 +133,6 @@ def test_crop_limits_the_analysed_region():
 
 def test_crop_is_the_exact_window_and_volumes_exclude_padding():
     """A crop smaller than ``min_size`` is honoured; padding adds no volume."""
-    import numpy as np
-
     from synthseg_bids.inference.preprocess import head_window
 
     data = np.zeros((40, 40, 40), np.float32)
@@ -144,25 +142,25 @@ def test_crop_is_the_exact_window_and_volumes_exclude_padding():
     start, shape = head_window(data, 8, min_size=64)
     assert shape == (64, 64, 64)
 
+    # A window narrower than the 40^3 phantom along x and z (voxels 12:28, as in
+    # test_crop_limits_the_analysed_region) and wider along y (4 voxels of padding each side).
+    image, truth = _ras_image()
+    settings = InferenceSettings(flip=False, crop=(16, 48, 16), min_size=8, smoothing_sigma=0.0, postprocess="none")
+    inside = truth[12:28, :, 12:28]
+    volumes = Segmenter(constant_network(24), settings).segment(image).volumes
+    assert volumes["CSF"] == inside.size == 16 * 40 * 16  # the scan's voxels in the window, not 16 x 48 x 16
+    # per structure: the phantom's voxel counts inside the window (an independent count of the truth)
+    volumes = Segmenter(voxel_network(), settings).segment(image).volumes
+    for value, name in ((2, "Left-Cerebral-White-Matter"), (41, "Right-Cerebral-White-Matter"),
+                        (3, "Left-Cerebral-Cortex"), (42, "Right-Cerebral-Cortex"), (16, "Brain-Stem")):
+        assert np.sum(inside == value) > 0
+        assert volumes[name] == pytest.approx(np.sum(inside == value), rel=0.01), name
+    assert np.sum(inside == 2) < 0.9 * np.sum(truth == 2)  # the crop does leave white matter out
+
 
 def test_volumes_exclude_the_padding_around_a_small_scan():
     """A network that calls every voxel CSF, padding included: the total is the scan's volume."""
-    import numpy as np
-
-    from synthseg_bids.core.io import Image
-    from synthseg_bids.core.labels import default_label_table
-    from synthseg_bids.inference import InferenceSettings, Segmenter
-    from synthseg_bids.inference.segmenter import Network
-
-    table = default_label_table()
-    csf = int(table.index_of([24])[0])
-
-    def predict(batch):
-        out = np.zeros(batch.shape[:4] + (len(table),), np.float32)
-        out[..., csf] = 1.0
-        return out
-
-    network = Network(predict=predict, label_table=table, resolution_mm=1.0, size_multiple=8)
+    network = constant_network(24)
     data = np.random.default_rng(0).random((20, 22, 18)).astype(np.float32) + 1.0
     scan = Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
     settings = InferenceSettings(device="cpu", min_size=48, flip=False, postprocess="none", smoothing_sigma=0)

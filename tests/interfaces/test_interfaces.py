@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthseg_bids.interfaces.bids import DerivativesDataSink, derivative_path, parse_bids_name
-from synthseg_bids.interfaces.evaluation import CompareMethods, EvaluateSegmentations, scan_key
+from synthseg_bids.bids import derivative_path, parse_entities
+from synthseg_bids.interfaces.bids import DerivativesDataSink
+from synthseg_bids.interfaces.evaluation import CompareMethods, EvaluateSegmentations, row_key
 from synthseg_bids.interfaces.reports import SegmentationFigure, write_subject_report
 from synthseg_bids.interfaces.segmentation import qc_to_dict
 from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable, group_summary
 
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 
 
 def test_derivative_names_keep_entities_and_contrast():
@@ -28,7 +29,7 @@ def test_derivative_names_keep_entities_and_contrast():
     assert derivative_path("sub-02_FLAIR.nii", "/o", "volumes", ".tsv").as_posix() == (
         "/o/sub-02/anat/sub-02_desc-synthsegFLAIR_volumes.tsv")
     with pytest.raises(ValueError, match="not a BIDS file name"):
-        parse_bids_name("brain.nii.gz")
+        parse_entities("brain.nii.gz")
 
 
 def test_sink_writes_atomically_with_sidecar(tmp_path):
@@ -59,7 +60,7 @@ def test_volumes_table_and_group_summary(tmp_path):
             cwd=str(node_dir))
         tsvs.append(res.outputs.out_tsv)
     row = pd.read_csv(tsvs[1], sep="\t").iloc[0]
-    assert row["participant_id"] == "sub-01" and row["contrast"] == "T1w" and row["qc_wm confidence"] == 0.9
+    assert row["participant_id"] == "sub-01" and row["contrast"] == "T1w" and row["qc_wm_confidence"] == 0.9
     res = GroupVolumes(in_tsvs=tsvs, z_threshold=2.0).run(cwd=str(tmp_path))
     table = pd.read_csv(res.outputs.out_volumes, sep="\t")
     assert len(table) == 7
@@ -67,7 +68,7 @@ def test_volumes_table_and_group_summary(tmp_path):
     assert set(zip(outliers["participant_id"], outliers["reason"])) == {("sub-00", "qc_flag"),
                                                                          ("sub-06", "volume_zscore")}
     summary, _ = group_summary(table)
-    assert summary.loc[summary["structure"] == "total intracranial", "std"].iloc[0] == 0
+    assert summary.loc[summary["structure"] == "total_intracranial", "std"].iloc[0] == 0
 
 
 def test_qc_to_dict_gives_plain_json_values():
@@ -98,7 +99,7 @@ def test_figure_and_subject_report(tmp_path):
     tsv = derivative_path(anat, out, "volumes", ".tsv")
     tsv.parent.mkdir(parents=True)
     tsv.write_text("participant_id\tsession_id\tsource\tcontrast\tqc_flag\tqc_wm\tCSF\n"
-                   "sub-01\tn/a\tsub-01_T1w.nii.gz\tT1w\tTrue\t0.4\t12.5\n")
+                   "sub-01\tn/a\tsub-01_T1w.nii.gz\tT1w\ttrue\t0.4\t12.5\n")
     report = write_subject_report(out, "01", versions={"version": "9.9"}, errors=["boom"]).read_text()
     assert "sub-01/figures/sub-01_desc-synthsegT1w_dseg.png" in report
     assert "FLAGGED" in report and "boom" in report and "synthseg-bids 9.9" in report and "${" not in report
@@ -117,7 +118,7 @@ def test_evaluate_and_compare(tmp_path):
             pred[rng.random(ref.shape) < noise] = 0
             name = f"sub-{i:02d}_desc-synthsegT1w_dseg.nii.gz" if folder == a_dir else f"sub-{i:02d}_T1w_x.nii.gz"
             nib.save(nib.Nifti1Image(pred, toy_affine()), folder / name)
-    assert scan_key(a_dir / "sub-00_desc-synthsegT1w_dseg.nii.gz") == scan_key(b_dir / "sub-00_T1w_x.nii.gz")
+    assert row_key(a_dir / "sub-00_desc-synthsegT1w_dseg.nii.gz") == row_key(b_dir / "sub-00_T1w_x.nii.gz")
     ev_a = EvaluateSegmentations(predictions=sorted(map(str, a_dir.iterdir())), reference_dir=str(ref_dir),
                                  labels=[2, 3, 41, 42]).run(cwd=str(a_dir))
     ev_b = EvaluateSegmentations(predictions=sorted(map(str, b_dir.iterdir())), reference_dir=str(ref_dir),
@@ -128,3 +129,41 @@ def test_evaluate_and_compare(tmp_path):
                          metrics=["dice"]).run(cwd=str(tmp_path))
     table = pd.read_csv(cmp.outputs.out_table, sep="\t")
     assert len(table) == 4 and (table["median_a"] > table["median_b"]).all()
+
+
+def test_sink_node_rewrites_a_deleted_derivative_even_when_cached(tmp_path):
+    from nipype.pipeline import engine as pe
+
+    payload = tmp_path / "x.tsv"
+    payload.write_text("a\n1\n")
+    node = pe.Node(DerivativesDataSink(base_directory=str(tmp_path / "out"), source_file="/d/sub-01_T1w.nii.gz",
+                                       in_file=str(payload), suffix="volumes"), name="ds", base_dir=str(tmp_path / "w"))
+    out = Path(node.run().outputs.out_file)
+    out.unlink()
+    assert node.is_cached()[0]  # same inputs: Nipype would skip a normal node
+    node.run()
+    assert out.read_text() == "a\n1\n"
+
+
+def test_scan_sidecars_interface(tmp_path):
+    from synthseg_bids.interfaces.bids import ScanSidecars
+
+    scan = tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    scan.parent.mkdir(parents=True)
+    scan.write_bytes(b"abc")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"qc": {"flag": True}, "label_table": [{"value": 0, "name": "Unknown"}]}))
+    res = ScanSidecars(source_file=str(scan), in_results=str(results),
+                       metadata={"bids_dir": str(tmp_path / "bids"), "ModelSHA256": "0" * 64}).run(cwd=str(tmp_path))
+    assert res.outputs.dseg_meta["SpatialReference"] == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
+    assert res.outputs.volumes_meta["QC"] == {"flag": True} and res.outputs.volumes_meta["ModelSHA256"] == "0" * 64
+    assert res.outputs.probseg_meta["Labels"] == ["Unknown"]
+
+
+def test_subject_report_interface_lists_errors_and_always_runs(tmp_path):
+    from synthseg_bids.interfaces.reports import SubjectReport
+
+    report = SubjectReport(output_dir=str(tmp_path), subject="07", errors=["sub-07_T1w.nii.gz: broken header"])
+    assert report.always_run
+    out = Path(report.run(cwd=str(tmp_path)).outputs.out_report)
+    assert out == tmp_path / "sub-07.html" and "broken header" in out.read_text()

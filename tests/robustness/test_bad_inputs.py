@@ -20,7 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_app_data, make_toy_label_map
+from helpers import make_app_data, make_toy_label_map
 
 import synthseg_bids.cli.segment as segment_cli
 from synthseg_bids.cli.main import main
@@ -411,17 +411,14 @@ def test_filter_file_outside_the_dataset_is_fine(app, capsys):
     assert sorted(p.name for p in (app["tmp"] / "out").rglob("*_dseg.nii.gz")) == ["sub-02_desc-synthsegT1w_dseg.nii.gz"]
 
 
+@pytest.mark.timeout(300)  # a loop followed forever fails the test here, not the CI job
 def test_symlink_loop_in_dataset_does_not_hang_or_duplicate(app, caplog):
     sub03 = app["bids"] / "sub-03"
     sub03.mkdir()
     (sub03 / "anat").symlink_to("..")  # sub-03/anat -> the dataset root: a loop
     (app["bids"] / "sub-02" / "anat" / "loop").symlink_to(".")  # and a self loop
     before = tree(app["bids"])
-    import time
-
-    tic = time.monotonic()
     assert app["run"](participant=None) == 0
-    assert time.monotonic() - tic < 300
     err = caplog.text
     assert "ignoring symbolic link(s) that loop back into the dataset: sub-02/anat/loop, sub-03/anat" in err
     dsegs = sorted(str(p.relative_to(app["tmp"] / "out")) for p in (app["tmp"] / "out").rglob("*_dseg.nii.gz"))
@@ -434,7 +431,7 @@ def test_symlink_loop_in_dataset_does_not_hang_or_duplicate(app, caplog):
 
 
 def test_collect_scans_ignores_files_outside_their_bids_location(app):
-    from synthseg_bids.cli.bids import collect_scans
+    from synthseg_bids.bids import collect_scans
 
     misplaced = app["bids"] / "sub-02" / "anat" / "old"
     misplaced.mkdir()
@@ -445,7 +442,7 @@ def test_collect_scans_ignores_files_outside_their_bids_location(app):
 
 @pytest.mark.parametrize("where", ["equal", "inside", "symlink_into"])
 def test_output_dir_equal_to_or_inside_bids_dir(app, capsys, where):
-    out = {"equal": app["bids"], "inside": app["bids"] / "derivatives" / "synthseg",
+    out = {"equal": app["bids"], "inside": app["bids"] / "sub-01" / "synthseg",  # derivatives/<name> is allowed
            "symlink_into": app["tmp"] / "link_out"}[where]
     if where == "symlink_into":
         (app["bids"] / "derivatives").mkdir()

@@ -142,17 +142,17 @@ def test_plugin_yaml_is_loaded_safely(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["sub-../x_T1w.nii.gz", "sub-01_acq-a/b_T1w.nii.gz", "sub-01_ses-..\\_T1w.nii.gz",
                                   "sub-0 1_T1w.nii.gz", "sub-01_T1w-x.nii.gz", "notbids.nii.gz"])
 def test_derivative_names_reject_unsafe_entities(tmp_path, name):
-    from synthseg_bids.interfaces.bids import derivative_path
+    from synthseg_bids.bids import derivative_path
 
     with pytest.raises(ValueError):
         derivative_path(tmp_path / "bids" / name, tmp_path / "out", "dseg", ".nii.gz")
 
 
 def test_derivative_paths_stay_inside_output_dir(tmp_path):
-    from synthseg_bids.interfaces.bids import derivative_path
+    from synthseg_bids.bids import derivative_path
 
     out = tmp_path / "out"
     for name in ("sub-01_T1w.nii.gz", "sub-A1_ses-B2_acq-x_run-3_FLAIR.nii.gz"):
-        for datatype in ("anat", "figures"):
-            path = derivative_path(tmp_path / name, out, "dseg", ".nii.gz", datatype=datatype)
+        for datatype, extension in (("anat", ".nii.gz"), ("figures", ".png")):
+            path = derivative_path(tmp_path / name, out, "dseg", extension, datatype=datatype)
             assert path.resolve().is_relative_to(out.resolve()) and ".." not in path.parts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 from toy_data import TOY_TABLE
 
 from synthseg_bids.core.io import ImageError, save_image

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 
 from synthseg_bids.core.io import save_image
 from synthseg_bids.core.labels import LabelTable

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
@@ -19,7 +18,7 @@ from synthseg_bids.workflows.group import init_group_wf
 from synthseg_bids.workflows.segmentation import init_segmentation_wf
 from synthseg_bids.workflows.training import init_training_wf
 
-from conftest import make_toy_label_map, toy_affine
+from helpers import make_toy_label_map, toy_affine
 
 
 def _names(wf):
@@ -31,7 +30,7 @@ def test_segmentation_wf_interface():
     assert wf.name == "segmentation_wf"
     assert set(wf.get_node("inputnode").inputs.copyable_trait_names()) == {"in_file", "source_file"}
     outputs = set(wf.get_node("outputnode").inputs.copyable_trait_names())
-    assert outputs == {"out_dseg", "out_probseg", "out_volumes", "out_results", "out_figure"}
+    assert outputs == {"out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure"}
 
 
 def test_participant_wf_has_one_branch_per_scan(tmp_path):
@@ -84,6 +83,28 @@ def test_evaluation_wf_runs(tmp_path):
     wf.run(plugin="Linear")
     scores = pd.read_csv(tmp_path / "work" / "evaluation_wf" / "evaluate" / "scores.tsv", sep="\t")
     assert len(set(scores["subject"])) == 3
+    # the workflow's table is the evaluation core's on the same files (pairing, labels, metrics) ...
+    # (paired by BIDS entities; the workflow's row key may add the contrast to the subject column)
+    from synthseg_bids.bids import match_key
+    from synthseg_bids.core.evaluation import evaluate_folders
+
+    expected = evaluate_folders(ref_dir, pred_dir, key=match_key)
+    columns = ["structure", "label", "metric"]
+    got = scores.sort_values(["subject", *columns], kind="stable").reset_index(drop=True)
+    expected = expected.sort_values(["subject", *columns], kind="stable").reset_index(drop=True)
+    assert len(got) == len(expected) > 0
+    assert got["subject"].nunique() == expected["subject"].nunique() == 3
+    pd.testing.assert_frame_equal(got[columns].astype(str), expected[columns].astype(str))
+    np.testing.assert_allclose(got["value"].to_numpy(float), expected["value"].to_numpy(float), rtol=1e-5,
+                               equal_nan=True)  # the TSV holds 6 significant digits
+    # ... and its Dice equals a brute-force count on the arrays
+    subjects = sorted(got["subject"].unique())
+    dice = got[got["metric"] == "dice"].set_index(["subject", "label"])["value"]
+    for i, pred in enumerate(preds):
+        ref, out = make_toy_label_map(seed=i), np.asarray(nib.load(pred).dataobj)
+        for label in (2, 3, 4, 16, 24, 41, 42, 43):
+            a, b = ref == label, out == label
+            assert dice[(subjects[i], label)] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()), rel=1e-5)
 
 
 def _passthrough(dseg, volumes):
@@ -119,9 +140,7 @@ def test_parent_pipeline_embeds_segmentation_wf(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("synthseg_bids.training.validation") is None,
-                    reason="synthseg_bids.training.validation (validate_checkpoints) not written yet")
-def test_training_wf_runs(tmp_path):  # pragma: no cover - depends on the training layer
+def test_training_wf_runs(tmp_path):
     maps = []
     for i in range(2):
         maps.append(tmp_path / f"map{i}.nii.gz")

@@ -1,4 +1,4 @@
-"""Measure a model (default: the shipped one) honestly: the recipe behind docs/model/.
+"""``synthseg-bids evaluate-model``: measure a model (default: the shipped one); the recipe behind docs/model/.
 
 Four measurements, each a ``--stages`` entry:
 
@@ -24,8 +24,8 @@ Four measurements, each a ``--stages`` entry:
     - ``t1``: normal priors ``prior_means_t1.npy`` / ``prior_stds_t1.npy`` indexed by
       ``generation_classes_contrast_specific.npy`` (SynthSeg's T1 priors);
     - ``t2``: the same priors with the means of the brain classes replaced by T2-like values
-      (:data:`T2_MEANS`: CSF bright, grey > white, pallidum dark; extra-cerebral classes
-      and the prior standard deviations kept from the T1 priors);
+      (``t2_class_means`` of the settings: CSF bright, grey > white, pallidum dark;
+      extra-cerebral classes and the prior standard deviations kept from the T1 priors);
     - ``random``: fully random contrast (uniform priors U(25, 225) for the means, U(5, 25)
       for the stds, per generation class of ``generation_classes.npy``);
 
@@ -44,16 +44,22 @@ Four measurements, each a ``--stages`` entry:
 ``mni``
     The MNI152 T1 (nilearn's bundled 1 mm template) segmented with default settings;
     grouped Dice against nilearn's WM and GM probability maps thresholded at 0.5
-    (:data:`WM_GROUP`, :data:`GM_GROUP`); ``mni152_dice.tsv`` and ``mni152_overlay.png``.
+    (``wm_labels``, ``gm_labels`` of the settings); ``mni152_dice.tsv`` and ``mni152_overlay.png``.
 
 Timings are those of this CPU (``result.timings``); for peak memory use
 ``benchmarks/bench_inference.py``.
 
-Usage (from the repository root)::
+Seeds, image counts and shapes, the T2-like class means and the MNI label groups are the
+evaluation settings (:class:`ModelEvaluationSettings`), read from ``--settings`` (default:
+the shipped recipe ``evaluate_model``, ``workflows/evaluate_model.toml`` in a source
+checkout); ``--seed``, ``--n-curve-images``, ``--curve-shape``, ``--n-contrast-images`` and
+``--contrast-shape`` override them.
 
-    PYTHONPATH=. python workflows/evaluate_model.py                       # everything
-    PYTHONPATH=. python workflows/evaluate_model.py --stages curve --n-curve-images 3
-    PYTHONPATH=. python workflows/evaluate_model.py --quick --out-dir /tmp/evalq   # plumbing check
+Usage (from the repository root, where the default data, checkpoint and output folders are)::
+
+    synthseg-bids evaluate-model                                  # everything
+    synthseg-bids evaluate-model --stages curve --n-curve-images 3
+    synthseg-bids evaluate-model --quick --out-dir /tmp/evalq     # plumbing check
 """
 
 from __future__ import annotations
@@ -66,43 +72,79 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ..core.io import write_table
+from ..core.settings import Settings, SettingsError
+from .arguments import positive_int
 
-logger = logging.getLogger("evaluate_model")
+__all__ = ["CONTRASTS", "PROG", "RESOLUTIONS", "STAGES", "ModelEvaluationSettings", "build_parser", "main"]
 
-#: Grouped structures scored on the MNI152 template (FreeSurfer values).
-WM_GROUP = [2, 41, 7, 46]  # cerebral + cerebellar white matter
-GM_GROUP = [3, 42, 8, 47,  # cerebral + cerebellar cortex
-            10, 11, 12, 13, 17, 18, 26, 28,  # left thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens, ventral DC
-            49, 50, 51, 52, 53, 54, 58, 60]  # the same on the right
-
-#: T2-like means (row 0 of the prior means) of the contrast-specific brain classes; row 1
-#: (std of the mean) and the extra-cerebral classes (0, 14..24) keep the T1 priors.
-#: Class: labels -> T1 mean -> T2 mean.
-T2_MEANS = {
-    1: 200.0,   # CSF, ventricles (4,5,14,15,24,43,44,72): 44 -> 200 (bright)
-    2: 70.0,    # cerebral white matter (2,41,85): 160 -> 70 (dark)
-    3: 110.0,   # cortex, caudate, hippocampus, amygdala, accumbens (3,11,17,18,26,42,50,53,54,58): 96 -> 110
-    4: 75.0,    # cerebellar white matter (7,46): 136 -> 75
-    5: 115.0,   # cerebellar cortex (8,47): 88 -> 115
-    6: 95.0,    # thalamus (10,49): 130 -> 95
-    7: 95.0,    # putamen (12,51): 124 -> 95
-    8: 70.0,    # pallidum (13,52): 152 -> 70 (iron: dark on T2)
-    9: 85.0,    # ventral DC (28,60): 143 -> 85
-    10: 80.0,   # labels 25, 57: 116 -> 80 (white-matter-like)
-    11: 100.0,  # labels 30, 62 (vessels): 87 -> 100
-    12: 150.0,  # labels 136, 137, 163, 164: 60 -> 150 (CSF-like on T1)
-    13: 80.0,   # brainstem (16): 130 -> 80
-}
+PROG = "synthseg-bids evaluate-model"
+logger = logging.getLogger("synthseg_bids.evaluate_model")
 
 CONTRASTS = ("t1", "t2", "random")
 RESOLUTIONS = ("1mm", "5mm")
+STAGES = ("curve", "contrast", "mni")
+
+
+#: Default T2-like means of the contrast-specific classes (commented in ``evaluate_model.toml``).
+_T2_CLASS_MEANS = {"1": 200.0, "2": 70.0, "3": 110.0, "4": 75.0, "5": 115.0, "6": 95.0, "7": 95.0, "8": 70.0,
+                   "9": 85.0, "10": 80.0, "11": 100.0, "12": 150.0, "13": 80.0}
+
+
+@dataclass(frozen=True)
+class ModelEvaluationSettings(Settings):
+    """What ``evaluate-model`` measures (the defaults are the shipped recipe ``evaluate_model.toml``).
+
+    Parameters
+    ----------
+    seed
+        Generator seed of the synthetic test images (training used 0); the contrast stage
+        derives one seed per condition from it.
+    n_curve_images, curve_shape
+        Synthetic validation images of the Dice-vs-step curve and their shape (voxels).
+    n_contrast_images, contrast_shape
+        Images per contrast/resolution condition and the RAS window of the label maps
+        (z a multiple of 5: 5 mm slices on 1 mm voxels).
+    t2_class_means
+        T2-like mean (row 0 of the prior means) of generation classes of
+        ``generation_classes_contrast_specific.npy``, class number (a string: TOML keys) ->
+        mean; the other classes keep SynthSeg's T1 priors.
+    wm_labels, gm_labels
+        FreeSurfer labels grouped as white and grey matter on the MNI152 template.
+    """
+
+    seed: int = 20240917
+    n_curve_images: int = 4
+    curve_shape: tuple[int, int, int] = (160, 160, 160)
+    n_contrast_images: int = 2
+    contrast_shape: tuple[int, int, int] = (160, 176, 160)
+    t2_class_means: dict = field(default_factory=lambda: dict(_T2_CLASS_MEANS))
+    wm_labels: tuple[int, ...] = (2, 41, 7, 46)
+    gm_labels: tuple[int, ...] = (3, 42, 8, 47, 10, 11, 12, 13, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60)
+
+    def validate(self) -> None:
+        for name in ("n_curve_images", "n_contrast_images"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("curve_shape", "contrast_shape"):
+            if min(getattr(self, name)) < 1:
+                raise SettingsError(f"{name} must be positive sizes, got {getattr(self, name)}")
+        if self.contrast_shape[2] % 5:
+            raise SettingsError(f"contrast_shape: z must be a multiple of 5 (5 mm slices on 1 mm voxels), "
+                                f"got {self.contrast_shape[2]}")
+        for key, value in self.t2_class_means.items():
+            if not (isinstance(key, str) and key.isdigit()) or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"t2_class_means: expected class number = mean, got {key!r} = {value!r}")
+
+    def class_means_t2(self) -> dict[int, float]:
+        """``t2_class_means`` with integer classes."""
+        return {int(k): float(v) for k, v in self.t2_class_means.items()}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -115,20 +157,10 @@ def markdown_table(frame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-def colour_lut(table) -> np.ndarray:
-    """RGB (0-1) per FreeSurfer value (up to the largest value of the table)."""
-    lut = np.zeros((int(table.values.max()) + 1, 3))
-    for s in table:
-        lut[s.value] = np.array(s.color) / 255.0
-    return lut
-
-
-def overlay(ax, image2d, labels2d, lut, alpha=0.45):
+def overlay(ax, image2d, labels2d, lut):
+    """Grey image with the labels in ``lut`` colours (:meth:`LabelTable.colour_lut`) on top."""
     ax.imshow(image2d.T, cmap="gray", origin="lower", interpolation="nearest")
-    rgba = np.zeros(labels2d.shape + (4,))
-    rgba[..., :3] = lut[labels2d]
-    rgba[..., 3] = np.where(labels2d > 0, alpha, 0.0)
-    ax.imshow(np.transpose(rgba, (1, 0, 2)), origin="lower", interpolation="nearest")
+    ax.imshow(np.transpose(lut[labels2d], (1, 0, 2)), origin="lower", interpolation="nearest")
     ax.set_axis_off()
 
 
@@ -139,18 +171,18 @@ def mean_fg(scores: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- curve
-def stage_curve(args, out: Path, work: Path) -> None:
-    from synthseg_bids.generator import GenerationSpec, GeneratorSettings
-    from synthseg_bids.network.model_file import read_model_file
-    from synthseg_bids.training import make_validation_set, validate_checkpoints
+def stage_curve(args, settings: ModelEvaluationSettings, out: Path, work: Path) -> None:
+    from ..generator import GenerationSpec, GeneratorSettings
+    from ..network.model_file import read_model_file
+    from ..training import make_validation_set, validate_checkpoints
 
     spec = GenerationSpec.from_folder(args.data / "labels_classes_priors")
-    shape = (64, 64, 64) if args.quick else tuple(args.curve_shape)
-    settings = GeneratorSettings(output_shape=shape)  # the training settings (shipped_model.toml only sets 160^3)
-    n = 1 if args.quick else args.n_curve_images
+    shape = (64, 64, 64) if args.quick else settings.curve_shape
+    generator = GeneratorSettings(output_shape=shape)  # the training settings (shipped_model.toml only sets 160^3)
+    n = 1 if args.quick else settings.n_curve_images
     tic = time.perf_counter()
-    pairs = make_validation_set(args.data / "training_label_maps", work / "curve", settings, spec=spec,
-                                n_images=n, seed=args.seed)
+    pairs = make_validation_set(args.data / "training_label_maps", work / "curve", generator, spec=spec,
+                                n_images=n, seed=settings.seed)
     logger.info("curve: %d validation images %s in %.0f s", n, shape, time.perf_counter() - tic)
     checkpoints = sorted(args.checkpoints)
     tic = time.perf_counter()
@@ -160,7 +192,7 @@ def stage_curve(args, out: Path, work: Path) -> None:
     frame.insert(1, "step", [steps[str(c)] for c in frame["checkpoint"]])
     frame["checkpoint"] = [Path(c).name for c in frame["checkpoint"]]
     frame.insert(3, "n_images", n)
-    frame.to_csv(out / "validation_dice.tsv", sep="\t", index=False, float_format="%.4f", na_rep="n/a")
+    write_table(out / "validation_dice.tsv", frame, float_format="%.4f")
 
     import matplotlib
     matplotlib.use("Agg")
@@ -176,7 +208,7 @@ def stage_curve(args, out: Path, work: Path) -> None:
     ax.set_xlabel("training step (batch 1, 160^3)")
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
-    ax.set_title(f"Shipped run: validation Dice on {n} synthetic images (unseen seed {args.seed})\n"
+    ax.set_title(f"Shipped run: validation Dice on {n} synthetic images (unseen seed {settings.seed})\n"
                  "fully random contrast; grey: individual structures", fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -187,8 +219,9 @@ def stage_curve(args, out: Path, work: Path) -> None:
 
 
 # --------------------------------------------------------------------------- contrast/resolution
-def contrast_generator(contrast: str, resolution: str, args, shape, seed: int):
-    from synthseg_bids.generator import BrainGenerator, GenerationSpec, GeneratorSettings
+def contrast_generator(contrast: str, resolution: str, args, settings: ModelEvaluationSettings, shape, seed: int):
+    """The generator of one condition: SynthSeg's T1 priors, T2-like means, or fully random contrast."""
+    from ..generator import BrainGenerator, GenerationSpec, GeneratorSettings
 
     folder = args.data / "labels_classes_priors"
     common = dict(output_shape=shape, deform=False, random_crop=False, flip=False, randomise_resolution=False)
@@ -196,39 +229,32 @@ def contrast_generator(contrast: str, resolution: str, args, shape, seed: int):
         common.update(data_res=(1.0, 1.0, 5.0), thickness=(1.0, 1.0, 5.0))
     if contrast == "random":
         spec = GenerationSpec.from_folder(folder)
-        settings = GeneratorSettings(prior_distribution="uniform", **common)
+        generator = GeneratorSettings(prior_distribution="uniform", **common)
     else:
-        means = np.load(folder / "prior_means_t1.npy").astype(np.float64)
-        stds = np.load(folder / "prior_stds_t1.npy").astype(np.float64)
+        spec = GenerationSpec.from_folder(folder, classes="generation_classes_contrast_specific.npy",
+                                          prior_means="prior_means_t1.npy", prior_stds="prior_stds_t1.npy")
         if contrast == "t2":
-            for k, value in T2_MEANS.items():
-                means[0, k] = value
-        spec = GenerationSpec.from_labels(
-            np.load(folder / "generation_labels.npy"),
-            generation_classes=np.load(folder / "generation_classes_contrast_specific.npy"),
-            prior_means=means, prior_stds=stds)
-        settings = GeneratorSettings(prior_distribution="normal", **common)
-    return BrainGenerator(args.data / "training_label_maps", settings, spec=spec, seed=seed)
+            spec = spec.with_class_means(settings.class_means_t2())
+        generator = GeneratorSettings(prior_distribution="normal", **common)
+    return BrainGenerator(args.data / "training_label_maps", generator, spec=spec, seed=seed)
 
 
-def stage_contrast(args, out: Path, work: Path) -> None:
+def stage_contrast(args, settings: ModelEvaluationSettings, out: Path, work: Path) -> None:
     import pandas as pd
-    from synthseg_bids.core.io import save_image
-    from synthseg_bids.core.metrics import dice_scores
-    from synthseg_bids.core.resample import resample_to_grid
-    from synthseg_bids.inference import InferenceSettings, Segmenter
+    from ..core.io import save_image
+    from ..core.metrics import dice_scores
+    from ..core.resample import resample_to_grid
+    from ..inference import InferenceSettings, Segmenter
 
     segmenter = Segmenter(args.model, InferenceSettings(device=args.device, threads=args.threads))
     table = segmenter.label_table
-    shape = (80, 80, 80) if args.quick else tuple(args.contrast_shape)
-    if shape[2] % 5:
-        raise SystemExit("--contrast-shape: z must be a multiple of 5 (5 mm slices on 1 mm voxels)")
-    n = 1 if args.quick else args.n_contrast_images
+    shape = (80, 80, 80) if args.quick else settings.contrast_shape
+    n = 1 if args.quick else settings.n_contrast_images
     rows, examples = [], {}
     for ci, contrast in enumerate(CONTRASTS):
         for ri, resolution in enumerate(RESOLUTIONS):
-            seed = args.seed + 100 * (ci + 1) + 10 * ri
-            generator = contrast_generator(contrast, resolution, args, shape, seed)
+            seed = settings.seed + 100 * (ci + 1) + 10 * ri
+            generator = contrast_generator(contrast, resolution, args, settings, shape, seed)
             for i in range(n):
                 image, labels, affine = generator.generate()
                 name = f"{contrast}_{resolution}_{i}"
@@ -256,8 +282,7 @@ def stage_contrast(args, out: Path, work: Path) -> None:
                     z = labels.shape[2] // 2 if resolution == "1mm" else None
                     examples[(contrast, resolution)] = (image, labels, result, z)
     per_image = pd.DataFrame(rows)
-    per_image.to_csv(out / "contrast_resolution_dice_per_image.tsv", sep="\t",
-                                                 index=False, float_format="%.4f", na_rep="n/a")
+    write_table(out / "contrast_resolution_dice_per_image.tsv", per_image, float_format="%.4f")
     structures = list(table.names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -268,7 +293,7 @@ def stage_contrast(args, out: Path, work: Path) -> None:
         summary.insert(0, "n_images", grouped.size())
         summary.insert(0, "seconds_per_scan", grouped["total"].mean())
     summary = summary.reset_index()
-    summary.to_csv(out / "contrast_resolution_dice.tsv", sep="\t", index=False, float_format="%.4f", na_rep="n/a")
+    write_table(out / "contrast_resolution_dice.tsv", summary, float_format="%.4f")
     print("\n## Contrast / resolution (mean Dice over 32 structures)\n")
     print(markdown_table(summary[["condition", "grid", "n_images", "mean_dice", "mean_dice_sd", "seconds_per_scan"]]))
     print("\n## Per structure (rows: structures, columns: conditions)\n")
@@ -283,14 +308,14 @@ def plot_examples(examples, table, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lut = colour_lut(table)
+    lut = table.colour_lut(alpha=0.45)
     fig, axes = plt.subplots(len(examples), 3, figsize=(6.6, 2.2 * len(examples)))
     axes = np.atleast_2d(axes)
     for row, ((contrast, resolution), (image, labels, result, _)) in enumerate(examples.items()):
         # coronal slice through the middle (y axis of the RAS window), shows the 5 mm staircase
         y = labels.shape[1] // 2 + 10
         conf = result.labels_conformed
-        from synthseg_bids.core.resample import resample_to_grid
+        from ..core.resample import resample_to_grid
         affine = result.labels.affine if resolution == "1mm" else result.labels.affine @ np.diag([1.0, 1.0, 0.2, 1.0])
         pred = result.labels.data if resolution == "1mm" else np.rint(
             resample_to_grid(conf.data, conf.affine, labels.shape, affine, order=0)).astype(np.int32)
@@ -311,12 +336,13 @@ def plot_examples(examples, table, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- MNI152
-def stage_mni(args, out: Path, work: Path) -> None:
+def stage_mni(args, settings: ModelEvaluationSettings, out: Path, work: Path) -> None:
     import pandas as pd
     from nilearn import datasets
-    from synthseg_bids.core.io import Image
-    from synthseg_bids.core.resample import resample_to_grid
-    from synthseg_bids.inference import InferenceSettings, Segmenter
+    from ..core.io import Image
+    from ..core.metrics import dice_scores
+    from ..core.resample import resample_to_grid
+    from ..inference import InferenceSettings, Segmenter
 
     t1 = datasets.load_mni152_template(resolution=1)
     image = Image(np.asarray(t1.get_fdata(), np.float32), t1.affine)
@@ -324,18 +350,18 @@ def stage_mni(args, out: Path, work: Path) -> None:
     result = segmenter.segment(image)
     labels = result.labels.data
     rows = []
-    for name, loader, group in (("white matter", datasets.load_mni152_wm_template, WM_GROUP),
-                                ("grey matter", datasets.load_mni152_gm_template, GM_GROUP)):
+    for name, loader, group in (("white matter", datasets.load_mni152_wm_template, settings.wm_labels),
+                                ("grey matter", datasets.load_mni152_gm_template, settings.gm_labels)):
         ref_img = loader(resolution=1)
         reference = resample_to_grid(np.asarray(ref_img.get_fdata(), np.float32), ref_img.affine,
                                      image.shape, image.affine) > 0.5
         predicted = np.isin(labels, group)
-        dice = 2 * np.sum(predicted & reference) / (predicted.sum() + reference.sum())
+        dice = dice_scores(reference.astype(np.uint8), predicted.astype(np.uint8), [1])[0]
         rows.append({"group": name, "labels": " ".join(map(str, group)), "dice": dice,
                      "predicted_ml": predicted.sum() / 1000.0, "reference_ml": reference.sum() / 1000.0})
     frame = pd.DataFrame(rows)
     tiv = result.volumes["total intracranial"]
-    frame.to_csv(out / "mni152_dice.tsv", sep="\t", index=False, float_format="%.4f")
+    write_table(out / "mni152_dice.tsv", frame, float_format="%.4f")
     print("\n## MNI152 T1 (nilearn, 1 mm), grouped Dice vs probability maps > 0.5\n")
     print(markdown_table(frame))
     print(f"\ntotal intracranial volume {tiv / 1000:.0f} ml; timings: "
@@ -347,7 +373,7 @@ def stage_mni(args, out: Path, work: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lut = colour_lut(segmenter.label_table)
+    lut = segmenter.label_table.colour_lut(alpha=0.45)
     data = image.data
     centre = np.rint(np.linalg.solve(image.affine, [0.0, -18.0, 12.0, 1.0])[:3]).astype(int)  # through the thalami
     cuts = [(data[centre[0]], labels[centre[0]], "sagittal x=0"),
@@ -367,48 +393,73 @@ def stage_mni(args, out: Path, work: Path) -> None:
 
 
 # --------------------------------------------------------------------------- main
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser() -> argparse.ArgumentParser:
+    from ..inference.segmenter import default_model_path
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="curve,contrast,mni", help="comma-separated: curve, contrast, mni")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "synthseg",
+    parser.add_argument("--settings", default="evaluate_model",
+                        help="evaluation settings: a TOML/JSON file, or the name of a shipped recipe "
+                        "(default: evaluate_model)")
+    parser.add_argument("--data", type=Path, default=Path("..") / "shared" / "data" / "synthseg",
                         help="SynthSeg data folder (training_label_maps/, labels_classes_priors/)")
-    parser.add_argument("--model", type=Path, default=ROOT / "synthseg_bids" / "data" / "default_model.npz")
+    parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--checkpoints", type=Path, nargs="+",
-                        default=sorted((ROOT / ".devdata" / "shipped_run").glob("epoch_*.npz")),
-                        help="checkpoints for the Dice-vs-step curve")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "model")
+                        default=sorted((Path(".devdata") / "shipped_run").glob("epoch_*.npz")),
+                        help="checkpoints for the Dice-vs-step curve (default: .devdata/shipped_run/epoch_*.npz)")
+    parser.add_argument("--out-dir", type=Path, default=Path("docs") / "model")
     parser.add_argument("--work-dir", type=Path, help="generated images (default: a temporary folder)")
-    parser.add_argument("--seed", type=int, default=20240917, help="generator seed (training used 0)")
-    parser.add_argument("--n-curve-images", type=int, default=4)
-    parser.add_argument("--curve-shape", type=int, nargs=3, default=[160, 160, 160])
-    parser.add_argument("--n-contrast-images", type=int, default=2)
-    parser.add_argument("--contrast-shape", type=int, nargs=3, default=[160, 176, 160],
+    parser.add_argument("--seed", type=int, help="generator seed (training used 0; default: from --settings)")
+    parser.add_argument("--n-curve-images", type=positive_int)
+    parser.add_argument("--curve-shape", type=positive_int, nargs=3)
+    parser.add_argument("--n-contrast-images", type=positive_int)
+    parser.add_argument("--contrast-shape", type=positive_int, nargs=3,
                         help="RAS window of the label maps (z a multiple of 5)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "gpu"])
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--quick", action="store_true",
                         help="plumbing check: 1 small image per measurement, MNI without flip")
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def load_settings(args: argparse.Namespace) -> ModelEvaluationSettings:
+    """The ``--settings`` file with the command-line overrides applied."""
+    from ..core.settings import recipe_path
+
+    path = recipe_path(args.settings)
+    settings = ModelEvaluationSettings.from_file(path)
+    overrides = {name: getattr(args, name) for name in
+                 ("seed", "n_curve_images", "curve_shape", "n_contrast_images", "contrast_shape")
+                 if getattr(args, name) is not None}
+    try:
+        return settings.replace(**overrides)
+    except SettingsError as err:
+        raise SettingsError(f"command line: {err}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        parser.error(f"--stages: unknown stage(s) {', '.join(sorted(unknown))}; use {', '.join(STAGES)}")
+    try:
+        settings = load_settings(args)
+    except SettingsError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - {"curve", "contrast", "mni"}
-    if unknown:
-        raise SystemExit(f"unknown stages: {', '.join(sorted(unknown))}")
+    run = {"curve": stage_curve, "contrast": stage_contrast, "mni": stage_mni}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         for stage in stages:
             (work / stage).mkdir(parents=True, exist_ok=True)
             tic = time.perf_counter()
-            {"curve": stage_curve, "contrast": stage_contrast, "mni": stage_mni}[stage](args, args.out_dir, work)
+            run[stage](args, settings, args.out_dir, work)
             logger.info("stage %s: %.0f s", stage, time.perf_counter() - tic)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""BIDS input selection and the derivatives dataset's top-level files."""
+"""The input dataset: validation and the selection of the scans to segment (pybids)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,19 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from .. import __version__
-from ..core.io import atomic_write_text
-from ..core.labels import default_label_table
-from ..interfaces.bids import derivative_path
+from .names import parse_entities
 
-__all__ = [
-    "BIDSError",
-    "BIDS_VERSION",
-    "collect_scans",
-    "scan_is_done",
-    "validate_dataset",
-    "write_derivatives_description",
-]
+__all__ = ["BIDSError", "EXCLUDED_SUFFIXES", "collect_scans", "find_validator", "symlink_loops", "validate_dataset"]
 
-LOGGER = logging.getLogger("synthseg_bids.cli")
+LOGGER = logging.getLogger("synthseg_bids.bids")
 
-#: BIDS version the derivatives declare.
-BIDS_VERSION = "1.10.0"
 #: anat suffixes that are derivatives or masks, never segmented.
 EXCLUDED_SUFFIXES = {"dseg", "probseg", "mask", "defacemask", "roi", "label"}
-#: Files in the derivatives folder that are not BIDS (ignored by the validator).
-BIDSIGNORE = ["logs/", "group/", "*.html", "sub-*/figures", "*_volumes.tsv", "*_volumes.json"]
+#: The official validator's executables, first found wins (the first is a PyPI package, a run-time dependency).
+VALIDATOR_NAMES = ("bids-validator-deno", "bids-validator")
 
 
 class BIDSError(ValueError):
@@ -61,7 +50,8 @@ def collect_scans(
     Default selection: every NIfTI in an ``anat`` folder of the raw dataset (any
     contrast: T1w, T2w, FLAIR, PDw...), except segmentations and masks. The ``anat``
     query of ``bids_filters`` (pybids entity names; ``null``/``"*"`` for none/any)
-    refines it.
+    refines it. pybids keeps its index in memory (no database file), so nothing is
+    written into ``bids_dir``; its ``derivatives/`` folder is not indexed.
     """
     from bids import BIDSLayout
 
@@ -97,7 +87,12 @@ def collect_scans(
     scans: dict[str, list[str]] = {s: [] for s in (participant_label or layout.get_subjects())}
     for f in files:
         entities = f.get_entities()
-        if entities.get("suffix") in EXCLUDED_SUFFIXES or "desc" in entities:
+        try:
+            named = parse_entities(f.path)  # with ``desc``, which pybids' raw index does not know
+        except ValueError as err:
+            LOGGER.warning("%s; ignored", err)
+            continue
+        if named["suffix"] in EXCLUDED_SUFFIXES or "desc" in named:
             continue
         if not _canonical_location(f.path, layout.root, entities):
             LOGGER.warning("%s: not at its BIDS location (sub-<label>[/ses-<label>]/anat/); ignored", f.path)
@@ -146,83 +141,42 @@ def _canonical_location(path: str, bids_dir: str | Path, entities: dict) -> bool
     return parts[:-1] == expected and name.startswith(prefix)
 
 
-def validate_dataset(bids_dir: str | Path) -> list[str]:
-    """Run the official BIDS validator when installed; returns its error lines.
+def find_validator() -> str | None:
+    """The official BIDS validator's executable: next to the running Python, else on ``PATH``.
 
-    Looks for ``bids-validator-deno`` then ``bids-validator`` on the PATH; when neither
-    is there, returns ``[]`` after a warning (pybids' own checks still apply).
+    ``bids-validator-deno`` is installed with the package (a run-time dependency), into
+    the environment's ``bin`` folder, which is not on ``PATH`` when a virtual
+    environment's Python is run without activating it.
     """
-    exe = shutil.which("bids-validator-deno") or shutil.which("bids-validator")
+    here = Path(sys.executable).parent
+    for name in VALIDATOR_NAMES:
+        candidate = here / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    for name in VALIDATOR_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def validate_dataset(bids_dir: str | Path) -> list[str]:
+    """Run the official BIDS validator on ``bids_dir``; returns its error lines (warnings ignored).
+
+    Raises
+    ------
+    BIDSError
+        No validator is installed (``pip install bids-validator-deno``; or skip the
+        check with ``--skip-bids-validation``).
+    """
+    exe = find_validator()
     if exe is None:
-        LOGGER.warning("BIDS validator not found on PATH (pip install bids-validator-deno); skipping validation")
-        return []
+        raise BIDSError("the BIDS validator (bids-validator-deno) is not installed next to "
+                        f"{sys.executable} nor on PATH: pip install bids-validator-deno, "
+                        "or use --skip-bids-validation")
     proc = subprocess.run([exe, str(bids_dir), "--format", "json"], capture_output=True, text=True, check=False)
     try:
         issues = json.loads(proc.stdout)["issues"]["issues"]
     except (ValueError, KeyError, TypeError):
         return [] if proc.returncode == 0 else [f"BIDS validator failed: {proc.stderr.strip()[:300]}"]
     return sorted({f"{i['code']} {i.get('location', '')}".strip() for i in issues if i.get("severity") == "error"})
-
-
-def write_derivatives_description(output_dir: Path, bids_dir: Path, container: tuple[str, str], label_table=None) -> None:
-    """``dataset_description.json``, ``dseg.tsv``, ``.bidsignore`` and ``README`` of the derivatives."""
-    generated = {"Name": "synthseg-bids", "Version": __version__,
-                 "CodeURL": "https://github.com/synthseg-bids/synthseg-bids"}
-    if container[0]:
-        generated["Container"] = {"Type": container[0], **({"Tag": container[1]} if container[1] else {})}
-    description = {
-        "Name": "synthseg-bids segmentations",
-        "BIDSVersion": BIDS_VERSION,
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated],
-        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
-        "DatasetLinks": {"raw": Path(bids_dir).resolve().as_uri()},
-    }
-    raw_description = Path(bids_dir) / "dataset_description.json"
-    try:
-        raw = json.loads(raw_description.read_text())
-        if raw.get("DatasetDOI"):
-            description["SourceDatasets"][0]["DOI"] = raw["DatasetDOI"]
-    except (OSError, ValueError):
-        pass
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output_dir / "dataset_description.json", json.dumps(description, indent=2) + "\n")
-    (label_table or default_label_table()).write_dseg_tsv(output_dir / "dseg.tsv")
-    atomic_write_text(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
-    readme = output_dir / "README.md"
-    if not readme.exists():
-        atomic_write_text(
-            readme,
-            "# synthseg-bids derivatives\n\nSegmentations of the anatomical scans of the source dataset, "
-            "written by synthseg-bids. Label values: dseg.tsv. Per-subject reports: sub-<label>.html.\n",
-        )
-
-
-def scan_is_done(scan: str | Path, output_dir: Path, model_sha256: str, write_posteriors: bool) -> bool:
-    """Whether an earlier run finished this scan with the same input and model.
-
-    True when the ``_volumes.json`` sidecar (written last) exists, records the same
-    model sha256 and the same input file (size and mtime, or else sha256), and the
-    label map, figure and (when asked for) the posteriors are present.
-    """
-    sidecar = derivative_path(scan, output_dir, "volumes", ".json")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return False
-    wanted = [derivative_path(scan, output_dir, "dseg", ".nii.gz"),
-              derivative_path(scan, output_dir, "volumes", ".tsv"),
-              derivative_path(scan, output_dir, "dseg", ".png", datatype="figures")]
-    if write_posteriors:
-        wanted.append(derivative_path(scan, output_dir, "probseg", ".nii.gz"))
-    if not all(p.exists() for p in wanted) or meta.get("ModelSHA256") != model_sha256:
-        return False
-    source = meta.get("SourceFile", {})
-    stat = Path(scan).stat()
-    if source.get("size") == stat.st_size and source.get("mtime_ns") == stat.st_mtime_ns:
-        return True
-    if source.get("size") != stat.st_size:
-        return False
-    from ..interfaces.segmentation import file_sha256
-
-    return source.get("sha256") == file_sha256(scan)

@@ -1,0 +1,70 @@
+"""Arguments shared by the ``synthseg-bids`` commands.
+
+Argparse ``type=`` callables raise :class:`argparse.ArgumentTypeError`; argparse turns it
+into the usual one line ``PROG: error: argument --option: <problem>`` and exit status 2.
+:func:`add_official_model_options` and :func:`model_choice_problem` are the one home of
+``mri_synthseg``'s choice of published networks (``--model-dir DIR [--v1 | --robust] [--parc]``),
+used by the BIDS-App and by ``synthseg-bids segment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+__all__ = ["OFFICIAL_SWITCHES", "add_official_model_options", "model_choice_problem", "positive_int"]
+
+#: The switches of :func:`add_official_model_options` that need ``--model-dir``.
+OFFICIAL_SWITCHES = ("v1", "robust", "parc")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--nprocs``, ``--threads``, ``--crop``, ``--n``, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_official_model_options(group: Any, *, folder_type: Callable[[str], Any] = str, parc_output: str) -> None:
+    """Add ``--model-dir``, ``--v1``, ``--robust`` and ``--parc`` to an argparse (group of a) parser.
+
+    Parameters
+    ----------
+    group : argparse.ArgumentParser or argument group
+        Where the options go.
+    folder_type : callable
+        ``type=`` of ``--model-dir`` (a folder check, or ``str`` to check it later).
+    parc_output : str
+        The label map that gets the parcels, and where their volumes go (ends the help text).
+    """
+    group.add_argument("--model-dir", "--model_dir", dest="model_dir", type=folder_type, metavar="DIR",
+                       help="folder of SynthSeg's .h5 networks, e.g. $FREESURFER_HOME/models (FreeSurfer 7.3+); "
+                       "files are chosen as mri_synthseg does: synthseg_2.0.h5 unless --v1 or --robust")
+    group.add_argument("--v1", action="store_true", help="SynthSeg 1.0 (synthseg_1.0.h5; needs --model-dir)")
+    group.add_argument("--robust", action="store_true",
+                       help="SynthSeg-robust 2.0 (synthseg_robust_2.0.h5; needs --model-dir; implies the fast "
+                       "mode; not with --v1)")
+    group.add_argument("--parc", action="store_true",
+                       help="cortical parcellation (synthseg_parc_2.0.h5; needs --model-dir): Desikan-Killiany "
+                       f"parcels in the cortex of {parc_output}")
+
+
+def model_choice_problem(args: argparse.Namespace, switches: tuple[str, ...] = OFFICIAL_SWITCHES) -> str | None:
+    """Why the parsed model options cannot be combined (a usage error), or None.
+
+    ``switches`` are the options (attribute names) that select published networks and so
+    need ``--model-dir``: :data:`OFFICIAL_SWITCHES`, plus the BIDS-App's ``qc`` flag.
+    """
+    if args.model is not None and args.model_dir is not None:
+        return "give either --model FILE or --model-dir DIR, not both"
+    if args.v1 and args.robust:
+        return "--v1 cannot be used with --robust: SynthSeg-robust only exists in version 2.0 (drop --v1)"
+    given = [f"--{name}" for name in switches if getattr(args, name)]
+    if given and args.model_dir is None:
+        return (f"{', '.join(given)} select(s) SynthSeg's published networks in a model folder: add --model-dir "
+                "DIR (e.g. --model-dir $FREESURFER_HOME/models)")
+    return None

@@ -1,0 +1,69 @@
+"""The memory-saving paths of prediction against whole-volume references.
+
+- the U-Net's last level run in y slabs (:func:`synthseg_bids.inference.segmenter._sliced_forward`)
+  against the Keras model on the whole input;
+- flip averaging and smoothing of a flipped pass given in y slabs
+  (:meth:`DevicePosteriors.combine`) against numpy flipping and ``scipy.ndimage.gaussian_filter``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+pytest.importorskip("keras")
+import keras  # noqa: E402
+
+from synthseg_bids.core.labels import default_label_table  # noqa: E402
+from synthseg_bids.inference.prediction import Backend, DevicePosteriors  # noqa: E402
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the sliced forward is TensorFlow's")
+
+
+def test_unet_last_level_in_slabs_equals_the_whole_model():
+    from synthseg_bids.inference.segmenter import _HEAD_SLAB, _sliced_forward, _unet_stages
+    from synthseg_bids.network import NetworkSettings, build_unet
+
+    model = build_unet(NetworkSettings(n_levels=3, base_features=4, conv_per_level=2), 5, seed=0)
+    stages = _unet_stages(model)
+    assert stages is not None and stages[3] == 2  # two 3x3x3 convolutions: 2 planes each side
+    x = np.random.default_rng(0).random((1, 12, 2 * _HEAD_SLAB + 16, 8, 1), dtype=np.float32)
+    parts = list(_sliced_forward(*stages)(x))
+    assert [(a, b) for a, b, _ in parts] == [(0, 32), (32, 64), (64, 80)]
+    sliced = np.concatenate([np.asarray(p) for _, _, p in parts], axis=2)
+    whole = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(sliced, whole, atol=2e-6)
+
+
+def test_other_models_are_not_cut():
+    from synthseg_bids.inference.segmenter import _unet_stages
+
+    inputs = keras.Input((None, None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv3D(3, 3, padding="same", activation="softmax")(inputs))
+    assert _unet_stages(model) is None
+
+
+@pytest.mark.parametrize("sizes", [[40], [3, 10, 2, 20, 5], [16, 16, 8]], ids=["whole", "thin", "even"])
+def test_flipped_pass_in_slabs_equals_scipy(sizes):
+    table = default_label_table()
+    k = len(table)
+    rng = np.random.default_rng(1)
+    shape = (1, 6, sum(sizes), 7, k)
+    first = rng.random(shape, dtype=np.float32)
+    flipped = rng.random(shape, dtype=np.float32)
+    sigma = 1.0  # radius 4: thicker than some slabs
+    device = DevicePosteriors(table, flip=True, smoothing_sigma=sigma, postprocess="none", threshold=0.25,
+                              backend=Backend("cpu"))
+    bounds = np.cumsum([0] + sizes)
+    slabs = iter([(int(a), int(b), flipped[:, :, a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    combined = device.combine(first, slabs)
+
+    mirrored = flipped[0, ::-1][..., table.flip_permutation]
+    expected = ndimage.gaussian_filter((first[0] + mirrored) * np.float32(0.5), (sigma, sigma, sigma, 0),
+                                       mode="nearest", truncate=4.0)
+    got = np.moveaxis(np.asarray(combined.posteriors), 0, -1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    joint = np.zeros((k, k), np.int64)
+    np.add.at(joint, (first[0].argmax(-1).ravel(), mirrored.argmax(-1).ravel()), 1)
+    np.testing.assert_array_equal(combined.flip_joint, joint)
