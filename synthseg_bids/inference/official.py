@@ -350,15 +350,14 @@ def parcel_volumes(
 
     Outside the cortex mask the background channel counts as 1, inside it as 0, and the
     posteriors are renormalised (as SynthSeg does); each parcel's summed posterior is then
-    its share of the cortex volume. ``posteriors[..., 0]`` is not used; the channels are
-    summed one at a time (no copy of the posteriors).
+    its share of the cortex volume. ``posteriors[..., 0]`` is not used; the sums are taken
+    over the whole volume at once without copying the posteriors.
     """
-    denominator = (~cortex).astype(np.float64)
-    for k in range(1, posteriors.shape[-1]):
-        denominator += posteriors[..., k]
+    parcels = posteriors[..., 1:]
+    denominator = (~cortex) + parcels.sum(axis=-1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(denominator > 0, 1.0 / denominator, 0.0)
-    sums = np.array([np.sum(posteriors[..., k] * weight, dtype=np.float64) for k in range(1, posteriors.shape[-1])])
+    sums = np.einsum("xyzk,xyz->k", parcels, weight, dtype=np.float64)
     total = sums.sum()
     shares = sums / total if total > 0 else np.zeros_like(sums)
     return {name: float(v) for name, v in zip(table.names[1:], shares * cortex_volume)}
