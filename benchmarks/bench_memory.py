@@ -16,13 +16,16 @@ network window is the head's box):
 - ``patched128``: ``crop128`` with the network run in 64^3 patches (the window's
   posteriors as in ``crop128``, the network's activations of a 64^3 window);
 - ``patched``: ``mni1`` with the network run in 96^3 patches;
-- ``post``: ``mni1`` with posteriors on the input grid.
+- ``post``: ``mni1`` with posteriors on the input grid;
+- ``big``: the head scaled by 1.15 (about the largest training head) on a 1 mm grid: its
+  window is above the default ``max_voxels``, so the network runs in patches as it does
+  for such heads.
 
 The figures fit the coefficients of
 :func:`synthseg_bids.inference.memory.segmentation_memory_bytes` (bytes per voxel of the
 input grid, of the 1 mm volume, of the network window, per posterior channel) and print
 the estimate next to each measurement (ratio estimate / measured: must be >= 1, and not
-much more).
+much more; the ``patched`` cases excepted: windows above ``max_voxels`` are not fitted).
 
 Usage::
 
@@ -54,7 +57,12 @@ CASES = {
     "post": (1.0, None, {}, True),
     "pad256": (1.0, 256, {}, False),
     "mm07": (0.7, None, {}, False),
+    "big": (1.0, None, {}, False),
+    "bigwhole": (1.0, None, {"max_voxels": 224**3}, False),
 }
+
+#: name -> factor by which the head is enlarged (1 for the other cases).
+HEAD_SCALE = {"big": 1.15, "bigwhole": 1.15}
 
 WORKER = r"""
 import json, os, resource, sys
@@ -75,8 +83,12 @@ print(json.dumps({"peak_bytes": peak, "window": [int(s) for s in window]}))
 """
 
 
-def make_scan(path: Path, voxel: float, edge: int | None) -> tuple[tuple[int, ...], np.ndarray]:
-    """The MNI152 T1 on a grid of ``voxel`` mm (the template's extent, or an ``edge``^3 cube); shape, affine."""
+def make_scan(path: Path, voxel: float, edge: int | None, scale: float = 1.0) -> tuple[tuple[int, ...], np.ndarray]:
+    """The MNI152 T1 on a grid of ``voxel`` mm (the template's extent, or an ``edge``^3 cube); shape, affine.
+
+    ``scale`` enlarges the head: the template is sampled every ``voxel / scale`` mm and
+    the samples stored ``voxel`` mm apart.
+    """
     from nilearn import datasets
 
     from synthseg_bids.core.io import save_image
@@ -85,20 +97,28 @@ def make_scan(path: Path, voxel: float, edge: int | None) -> tuple[tuple[int, ..
     t1 = datasets.load_mni152_template(resolution=1)
     data, source = np.asarray(t1.get_fdata(), np.float32), t1.affine
     extent = np.array(data.shape) * np.abs(np.diag(source)[:3])
-    shape = tuple(int(s) for s in (np.full(3, edge) if edge else np.round(extent / voxel)))
+    shape = tuple(int(s) for s in (np.full(3, edge) if edge else np.round(extent * scale / voxel)))
     centre = source[:3, :3] @ ((np.array(data.shape) - 1) / 2) + source[:3, 3]
-    affine = np.diag([voxel, voxel, voxel, 1.0])
-    affine[:3, 3] = centre - voxel * (np.array(shape) - 1) / 2
-    if voxel == 1.0:  # on the template's grid: 1 mm copies exactly
+
+    def grid(step: float) -> np.ndarray:
+        affine = np.diag([step, step, step, 1.0])
+        affine[:3, 3] = centre - step * (np.array(shape) - 1) / 2
+        return affine
+
+    affine, sampled = grid(voxel), grid(voxel / scale)
+    if voxel == 1.0 and scale == 1.0:  # on the template's grid: 1 mm copies exactly
         origin = np.linalg.solve(source, [*affine[:3, 3], 1.0])
         affine[:3, 3] = (source @ np.r_[np.round(origin[:3]), 1.0])[:3]
-    save_image(resample_to_grid(data, source, shape, affine, order=1, cval=0.0).astype(np.float32), affine, path)
+        sampled = affine
+    save_image(resample_to_grid(data, source, shape, sampled, order=1, cval=0.0).astype(np.float32), affine, path)
     return shape, affine
 
 
 def measure(scan: Path, out: Path, threads: int, fields: dict, posteriors: bool) -> dict:
     """``{"peak_bytes", "window"}`` of one segmentation in a fresh child process."""
-    done = subprocess.run([sys.executable, "-c", WORKER, str(scan), str(out), str(threads), json.dumps(fields),
+    # -P: the current folder is not put on sys.path, so the child imports the same package as
+    # this process (the installed one, or PYTHONPATH's), not a source tree it is started from
+    done = subprocess.run([sys.executable, "-P", "-c", WORKER, str(scan), str(out), str(threads), json.dumps(fields),
                            "1" if posteriors else "0"], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed (exit status {done.returncode}; -9: killed, e.g. out of memory):\n"
@@ -118,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in [c for c in CASES if c in args.cases]:
             voxel, edge, fields, posteriors = CASES[name]
             scan = Path(tmp) / f"{name}.nii.gz"
-            shape, affine = make_scan(scan, voxel, edge)
+            shape, affine = make_scan(scan, voxel, edge, HEAD_SCALE.get(name, 1.0))
             measured = measure(scan, Path(tmp), args.threads, fields, posteriors)
             peak = measured["peak_bytes"]
             estimate = segmentation_memory_bytes(shape, affine, 33, posteriors=posteriors, crop=fields.get("crop"))

@@ -25,12 +25,13 @@ __all__ = ["ScanFirstLinearPlugin", "ScanFirstMultiProcPlugin", "scan_first"]
 GroupOf = Callable[[object], Hashable | None]
 
 
-def scan_first(nodes: Sequence, group_of: GroupOf, graph=None) -> list:
+def scan_first(nodes: Sequence, group_of: GroupOf, graph=None, order: Sequence[Hashable] = ()) -> list:
     """``nodes`` (a topological order) regrouped: each scan's nodes together, nodes of no scan last.
 
-    With ``graph``, checks that the result is still a topological order (``RuntimeError`` if not).
+    Scans come in ``order`` (then any other scan, in Nipype's order). With ``graph``, checks
+    that the result is still a topological order (``RuntimeError`` if not).
     """
-    first: dict = {}
+    first: dict = {group: position - len(order) for position, group in enumerate(order)}
     for position, node in enumerate(nodes):
         group = group_of(node)
         if group is not None:
@@ -52,13 +53,14 @@ class ScanFirstMultiProcPlugin(MultiProcPlugin):
     is done its figure and derivatives go before the next scan's segmentation.
     """
 
-    def __init__(self, plugin_args: dict | None = None, *, group_of: GroupOf):
+    def __init__(self, plugin_args: dict | None = None, *, group_of: GroupOf, order: Sequence[Hashable] = ()):
         super().__init__(plugin_args=plugin_args)
         self._group_of = group_of
+        self._order = tuple(order)
 
     def _generate_dependency_list(self, graph):
         super()._generate_dependency_list(graph)
-        order = scan_first(self.procs, self._group_of, graph)
+        order = scan_first(self.procs, self._group_of, graph, self._order)
         index = {node: i for i, node in enumerate(self.procs)}
         permutation = [index[node] for node in order]
         self.procs = order
@@ -71,16 +73,19 @@ class ScanFirstLinearPlugin(LinearPlugin):
 
     As Nipype's Linear: a failed node stops its dependent nodes only (all of them with
     ``stop_on_first_crash``), writes a crash file, and the first error is raised at the end.
+    Scans run in ``order`` (see :func:`scan_first`), which the participant workflow's look-ahead
+    relies on (:func:`~synthseg_bids.workflows.base.init_participant_wf`).
     """
 
-    def __init__(self, plugin_args: dict | None = None, *, group_of: GroupOf):
+    def __init__(self, plugin_args: dict | None = None, *, group_of: GroupOf, order: Sequence[Hashable] = ()):
         super().__init__(plugin_args=plugin_args)
         self._group_of = group_of
+        self._order = tuple(order)
 
     def run(self, graph, config, updatehash=False):
         import networkx as nx
 
-        order = scan_first(topological_sort(graph)[0], self._group_of, graph)
+        order = scan_first(topological_sort(graph)[0], self._group_of, graph, self._order)
         stop = str(config["execution"]["stop_on_first_crash"]).lower() in ("true", "1", "yes")
         skipped, errors = set(), []
         cwd = os.getcwd()

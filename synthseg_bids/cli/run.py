@@ -323,7 +323,7 @@ def _configure(workflow, config, run_log_dir: Path) -> None:
 
 def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path) -> dict[str, tuple]:
     """Build and run the participant workflow; returns ``{scan: (error message, crash file)}`` of failed scans."""
-    from ..workflows.base import init_participant_wf
+    from ..workflows.base import init_participant_wf, segmentation_order
     from ..workflows.outputs import LAST_SINK
 
     metadata = {
@@ -332,16 +332,18 @@ def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path)
         "Version": versions["version"],
         "Config": {k: v for k, v in config.to_dict().items() if v is not None},
     }
-    workflow = init_participant_wf(config=config, subjects=todo, metadata=metadata, versions=versions,
-                                   crashdump_dir=run_log_dir)
-    _configure(workflow, config, run_log_dir)
     plugin, plugin_args = _plugin(config)
+    # one process, one node at a time in a known order: each scan's network runs while the
+    # previous scan's files are written (MultiProc and batch plugins run nodes elsewhere)
+    workflow = init_participant_wf(config=config, subjects=todo, metadata=metadata, versions=versions,
+                                   crashdump_dir=run_log_dir, look_ahead=plugin == "Linear")
+    _configure(workflow, config, run_log_dir)
     if plugin in LOCAL_PLUGINS:
         # Nipype checks for finished nodes every poll_sleep_duration (2 s by default): with
         # about six nodes per scan that idled ~4 s per scan. Local checks are cheap; batch
         # plugins (SLURM, SGE) keep the default, as each check there calls squeue/qstat.
         workflow.config["execution"]["poll_sleep_duration"] = str(LOCAL_POLL_SECONDS)
-    scans = [s for v in todo.values() for s in v]
+    scans = segmentation_order(todo)
     tracker = _ScanTracker(scans, Path(config.bids_dir), LAST_SINK)
     if not plugin.endswith("Graph"):  # Nipype's graph plugins submit everything at once: no callbacks
         plugin_args["status_callback"] = tracker
@@ -349,7 +351,7 @@ def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path)
     if plugin in SCAN_FIRST_PLUGINS:  # the same plugin, finishing each scan before the next one's later steps
         from . import plugins
 
-        runner = getattr(plugins, SCAN_FIRST_PLUGINS[plugin])(plugin_args, group_of=tracker.scan_of)
+        runner = getattr(plugins, SCAN_FIRST_PLUGINS[plugin])(plugin_args, group_of=tracker.scan_of, order=scans)
     try:
         workflow.run(plugin=runner, plugin_args=plugin_args)
     except Exception as err:  # Nipype re-raises the first failed node's error once every branch ran

@@ -98,23 +98,24 @@ HEAD_BOX_MM = (176.0, 240.0, 256.0)
 #: ``benchmarks/bench_memory.py`` (shipped model, default settings, CPU): bytes of the
 #: process without a scan; per voxel of the input grid (image, label map); per voxel of the
 #: network window (activations, the first pass's posteriors while the flipped pass runs in
-#: slabs, smoothing); per voxel of the window again when the posteriors leave the device
-#: (interpolation onto an input grid that is not the model's, or posteriors asked for); per
-#: voxel and channel of posteriors on the input grid.
-#: Fit (2-core CPU, TensorFlow 2.21, oneDNN; window: the :func:`network_window_voxels` bound):
-#: the MNI152 T1 cropped to 64^3 and 128^3 (1.13 and 2.29 GiB), its own 1 mm grid (3.78 GiB,
-#: window bound 8.1 M voxels; 160 x 192 x 160 used) and its 256^3 zero-padded copy (3.84 GiB):
-#: 0.96 GiB at none, 655 B per window voxel, 9 B per input voxel; at 2 mm and 0.7 mm
-#: (6.25 and 5.99 GiB: +0.34 GiB at least, 100 B per window voxel, for the posteriors
-#: leaving the device); with posteriors on its 1 mm grid (6.77 GiB: 3 B per voxel and
-#: channel over that, raised to 5.5 B: the float32 posteriors themselves, 4 B, must fit, and
-#: a clean-checkout CI run measured 9.23 GiB at 0.8 mm where 4.5 B gave 9.14);
-#: each rounded up a little, so that the fit bounds every case.
-BASE_BYTES = 0.96 * 2**30
+#: slabs, the smoothed slabs); per voxel of the window again when the posteriors leave the
+#: device (interpolation onto an input grid that is not the model's, or posteriors asked
+#: for); per voxel and channel of posteriors on the input grid.
+#: Fit (2-core CPU, TensorFlow 2.21, oneDNN; peaks of a fresh process, whole-window passes):
+#: the MNI152 T1 cropped to 64^3, 96^3 and 128^3 (1.04, 1.49, 2.19 GiB), on its own 1 mm grid
+#: (3.56-3.66 GiB; window 160 x 192 x 160), its head enlarged 1.15x (4.80 GiB; window
+#: 176 x 224 x 192), zero-padded to 256^3 (3.57 GiB): a line above every one of these, 1.6 GiB
+#: at none and 450 B per window voxel, 9 B per input voxel; at 2 mm and 0.7 mm (4.09 and
+#: 4.31 GiB: +0.43 GiB over 1 mm, 90 B per window voxel, for the posteriors leaving the
+#: device); with posteriors on the 1 mm and 0.8 mm grids (5.07 and 6.25 GiB), 5 B per voxel
+#: and channel (the float32 posteriors themselves, 4 B, must fit). The window term uses
+#: :func:`network_window_voxels`, a bound (the largest head), so the estimate of a
+#: smaller head is above its peak. Patches (windows above ``max_voxels``) are not fitted.
+BASE_BYTES = 1.6 * 2**30
 INPUT_BYTES_PER_VOXEL = 9.0
-WINDOW_BYTES_PER_VOXEL = 655.0
-HOST_POSTERIOR_BYTES_PER_WINDOW_VOXEL = 100.0
-POSTERIOR_BYTES_PER_VOXEL_CHANNEL = 5.5
+WINDOW_BYTES_PER_VOXEL = 450.0
+HOST_POSTERIOR_BYTES_PER_WINDOW_VOXEL = 90.0
+POSTERIOR_BYTES_PER_VOXEL_CHANNEL = 5.0
 
 
 def _copies_to_model_grid(affine: np.ndarray, resolution_mm: float) -> bool:

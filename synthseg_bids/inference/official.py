@@ -39,6 +39,7 @@ from ..core.io import Image, load_image
 from ..core.labels import LabelTable
 from ..core.resample import resample_posteriors
 from ..network.official import QC_CROP_SIZE, qc_network_input
+from .look_ahead import LookAhead
 from .preprocess import PreparedScan, extract_window, prepare_scan
 from .segmenter import Network, SegmentationResult, Segmenter
 from .settings import InferenceSettings
@@ -238,6 +239,7 @@ class OfficialSegmenter:
         self.segmenter = Segmenter(Network.from_keras(seg.model, seg, path=seg.path, device=device), settings)
         self._parcellate = _compiled(self.networks["parcellation"].model) if parcellation is not None else None
         self._score = _compiled(self.networks["qc"].model) if qc is not None else None
+        self._ahead = LookAhead()
 
     @classmethod
     def from_model_dir(
@@ -282,6 +284,16 @@ class OfficialSegmenter:
         ImageError
             As :meth:`Segmenter.segment`.
         """
+        ahead = self._ahead.take(scan, posteriors)
+        if ahead is not None:
+            return ahead.result()
+        return self._segment_now(scan, posteriors)
+
+    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False) -> bool:
+        """Start segmenting (and parcellating, scoring) ``scan`` in the background, as :meth:`Segmenter.segment_ahead`."""
+        return self._ahead.start(scan, posteriors, lambda: self._segment_now(scan, posteriors))
+
+    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool) -> OfficialResult:
         image = scan if isinstance(scan, Image) else load_image(scan)
         base = self.segmenter.segment(image, posteriors=posteriors)
         result = OfficialResult(**{f.name: getattr(base, f.name) for f in dataclasses.fields(SegmentationResult)})

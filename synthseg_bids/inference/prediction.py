@@ -18,7 +18,11 @@ posteriors are handed over as arrays):
   volumes), per-channel voxel counts and confidence sums (the QC), and the posteriors
   themselves only when asked for (resampling onto the input grid, writing them).
 
-The posteriors stay on the device between the two calls, channel-first ``(K, X, Y, Z)``.
+The posteriors stay on the device between the two calls, channel-first ``(K, X, y, Z)``
+slabs along y (as the smoothing along y makes them), never joined into one tensor: the
+masks and :meth:`DevicePosteriors.finish` work slab by slab (all their steps are per voxel,
+or sums along z), and ``finish`` lets each slab go once used, so that no second copy of
+the window's posteriors, nor a full-size temporary of the clean-up, exists next to them.
 """
 
 from __future__ import annotations
@@ -104,8 +108,9 @@ class CombinedPosteriors:
 
     Attributes
     ----------
-    posteriors : tensor
-        Averaged, smoothed posteriors on the device, float32 ``(K, X, Y, Z)``.
+    posteriors : list of tensors
+        Averaged, smoothed posteriors on the device: float32 channel-first slabs
+        ``(K, X, y, Z)``, consecutive along y (:meth:`DevicePosteriors.finish` empties the list).
     masks : ndarray of bool or None
         ``(1 + G, X, Y, Z)``: the brain mask, then one mask per topological group (see
         :func:`synthseg_bids.core.postprocess.keep_largest_components`); ``None`` without
@@ -118,7 +123,7 @@ class CombinedPosteriors:
         flipped pass (flipped back, channels swapped); ``None`` without flip.
     """
 
-    posteriors: Any
+    posteriors: list
     masks: np.ndarray | None
     profiles: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     flip_joint: np.ndarray | None
@@ -228,13 +233,18 @@ class DevicePosteriors:
         # y smoothing one slab behind, so that only two averaged slabs exist at a time
         slabs = [self._y_smooth(before, slab, after) for before, slab, after in self._with_context(stream)]
         del stream
-        posteriors = slabs[0] if len(slabs) == 1 else self._concatenate_y(slabs)
-        del slabs
-        masks, profiles = (None, None) if self.postprocess == "none" else self._masks(posteriors)
+        masks = profiles = None
+        if self.postprocess != "none":
+            parts = [self._masks(slab) for slab in slabs]
+            masks = np.concatenate([host(m) for m, _ in parts], axis=2).view(bool)
+            along = [[host(p[axis]).view(bool) for _, p in parts] for axis in range(3)]
+            # a mask reaches an x (or z) slice if it does in any slab; the y slices are the slabs'
+            profiles = (np.logical_or.reduce(along[0]), np.concatenate(along[1], axis=1),
+                        np.logical_or.reduce(along[2]))
         return CombinedPosteriors(
-            posteriors=posteriors,
-            masks=None if masks is None else host(masks).view(bool),
-            profiles=None if profiles is None else tuple(host(p).view(bool) for p in profiles),
+            posteriors=slabs,
+            masks=masks,
+            profiles=profiles,
             flip_joint=None if joint is None else joint.reshape(self.n_channels, -1),
         )
 
@@ -309,6 +319,9 @@ class DevicePosteriors:
     ) -> FinishedPosteriors:
         """Clean-up with the kept masks, renormalisation, argmax and summaries.
 
+        Slab by slab along y; each slab of ``combined.posteriors`` is let go once used
+        (the list is left empty).
+
         Parameters
         ----------
         combined
@@ -321,28 +334,39 @@ class DevicePosteriors:
         with_posteriors
             Also return the final posteriors.
         """
-        shape = tuple(int(s) for s in combined.posteriors.shape[1:])
-        z_weights = np.zeros(shape[2], np.float32)
-        z_weights[inside[2]] = 1.0
-        kept_tensor = None if kept is None else self.backend.put(np.ascontiguousarray(kept).view(np.uint8))
-        out = self._finish(combined.posteriors, kept_tensor, self.backend.put(z_weights),
-                           with_posteriors=bool(with_posteriors))
+        slabs = combined.posteriors
+        n, size_x, _, size_z = (int(s) for s in slabs[0].shape)
+        size_y = sum(int(slab.shape[2]) for slab in slabs)
+        z_weights = np.zeros(size_z, np.float32)
+        z_weights[inside[2]] = 1.0  # what each z plane's posteriors add to the sums
+        z_weights = self.backend.put(z_weights)
         host = self.backend.host
-        labels, sums, counts, confidence = (host(t) for t in out[:4])
+        labels = np.empty((size_x, size_y, size_z), np.uint8)
+        sums = np.empty((n, size_x, size_y), np.float32)
+        posteriors = np.empty((size_x, size_y, size_z, n), np.float32) if with_posteriors else None
+        counts, confidence = np.zeros(n, np.int64), np.zeros(n, np.float64)
+        start = 0
+        while slabs:
+            slab = slabs.pop(0)
+            stop = start + int(slab.shape[2])
+            part = None if kept is None else self.backend.put(np.ascontiguousarray(kept[:, :, start:stop]).view(np.uint8))
+            out = self._finish(slab, part, z_weights, with_posteriors=bool(with_posteriors))
+            del slab, part
+            labels[:, start:stop] = host(out[0])
+            sums[:, :, start:stop] = host(out[1])
+            counts += host(out[2]).sum(axis=0, dtype=np.int64)
+            confidence += host(out[3]).sum(axis=0, dtype=np.float64)
+            if with_posteriors:
+                posteriors[:, start:stop] = host(out[4])
+            del out
+            start = stop
         return FinishedPosteriors(
             labels=labels,
             sums=sums[:, inside[0], inside[1]].sum(axis=(1, 2), dtype=np.float64),
-            label_counts=counts.sum(axis=0, dtype=np.int64),
-            label_confidence=confidence.sum(axis=0, dtype=np.float64),
-            posteriors=host(out[4]) if with_posteriors else None,
+            label_counts=counts,
+            label_confidence=confidence,
+            posteriors=posteriors,
         )
-
-    @staticmethod
-    def _concatenate_y(parts: list) -> Any:
-        """Channel-first slabs ``(K, X, y, Z)`` joined along y."""
-        import keras
-
-        return keras.ops.concatenate(parts, axis=2)
 
     # -- device functions (keras.ops) --------------------------------------------
     def _slab_fn(self, first, flipped=None):

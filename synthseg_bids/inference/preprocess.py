@@ -24,7 +24,54 @@ from ..core.io import Image, ImageError
 from ..core.resample import conform, reorient, window_affine
 from .settings import InferenceSettings
 
-__all__ = ["PreparedScan", "extract_window", "head_window", "normalise_intensities", "prepare_scan"]
+__all__ = ["PreparedScan", "ScanGrids", "extract_window", "head_window", "normalise_intensities", "prepare_scan"]
+
+
+@dataclass(frozen=True)
+class ScanGrids:
+    """The grids a prediction goes back to, without any voxel data.
+
+    What the steps after the network need of a :class:`PreparedScan`, so that a scan
+    waiting for (or in) the network holds its network input and no other copy of the
+    scan (the input and conformed volumes are each as large as the window, or larger).
+
+    Attributes
+    ----------
+    input_shape : tuple of 3 int
+        The scan's own grid (as given).
+    input_affine : ndarray, shape (4, 4)
+    input_header : nibabel header or None
+        The scan's header (kept for saving on the input grid).
+    input_path : Path or None
+    conformed_shape : tuple of 3 int
+        The RAS, model-resolution grid.
+    conformed_affine : ndarray, shape (4, 4)
+    window_start : ndarray of int, shape (3,)
+        First voxel of the window on the conformed grid (negative: padding).
+    window_shape : tuple of 3 int
+        Window size (multiples of the network's size multiple).
+    """
+
+    input_shape: tuple[int, int, int]
+    input_affine: np.ndarray
+    input_header: object
+    input_path: object
+    conformed_shape: tuple[int, int, int]
+    conformed_affine: np.ndarray
+    window_start: np.ndarray
+    window_shape: tuple[int, int, int]
+
+    @property
+    def window_affine(self) -> np.ndarray:
+        """Voxel-to-world affine of the window."""
+        return window_affine(self.conformed_affine, self.window_start)
+
+    def inside_window(self) -> tuple[slice, slice, slice]:
+        """The part of the window that lies inside the conformed scan (not padding)."""
+        stop = self.window_start + np.asarray(self.window_shape)
+        return tuple(
+            slice(max(0, -a), min(b, n) - a) for a, b, n in zip(self.window_start, stop, self.conformed_shape)
+        )
 
 
 @dataclass
@@ -51,16 +98,22 @@ class PreparedScan:
     window_shape: tuple[int, int, int]
 
     @property
+    def grids(self) -> ScanGrids:
+        """The input, conformed and window grids (no voxel data)."""
+        image = self.image
+        return ScanGrids(
+            tuple(image.shape), image.affine, image.header, image.path,
+            tuple(self.conformed.shape), self.conformed_affine, self.window_start, self.window_shape,
+        )  # fmt: skip
+
+    @property
     def window_affine(self) -> np.ndarray:
         """Voxel-to-world affine of the window."""
-        return window_affine(self.conformed_affine, self.window_start)
+        return self.grids.window_affine
 
     def inside_window(self) -> tuple[slice, slice, slice]:
         """The part of the window that lies inside the conformed scan (not padding)."""
-        stop = self.window_start + np.asarray(self.window_shape)
-        return tuple(
-            slice(max(0, -a), min(b, n) - a) for a, b, n in zip(self.window_start, stop, self.conformed.shape)
-        )
+        return self.grids.inside_window()
 
     def network_input(self) -> np.ndarray:
         """The window of normalised intensities, float32 ``(1, X, Y, Z, 1)``."""

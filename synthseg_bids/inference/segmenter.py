@@ -46,9 +46,10 @@ from ..core.labels import LabelTable
 from ..core.postprocess import largest_components
 from ..core.resample import copy_to_grid, grids_align, resample_posteriors
 from ..core.volumes import volumes_from_posterior_sums
+from .look_ahead import LookAhead
 from .memory import check_posteriors_fit
 from .prediction import Backend, CombinedPosteriors, DevicePosteriors
-from .preprocess import PreparedScan, extract_window, prepare_scan
+from .preprocess import ScanGrids, extract_window, prepare_scan
 from .qc import QualityControl, quality_control_from_counts
 from .settings import InferenceSettings
 
@@ -304,10 +305,9 @@ class SegmentationResult:
 
 @dataclass
 class _Prepared:
-    """A scan read and pre-processed, waiting for the network."""
+    """A scan read and pre-processed, waiting for the network: its network input and grids only."""
 
-    image: Image
-    prepared: PreparedScan
+    grids: ScanGrids
     batch: np.ndarray
     timings: dict[str, float]
 
@@ -345,6 +345,7 @@ class Segmenter:
                 )
             self.network = Network.from_file(path, device=self.settings.device, threads=self.settings.threads)
         self._device: DevicePosteriors | None = None
+        self._ahead = LookAhead()
 
     @property
     def label_table(self) -> LabelTable:
@@ -468,6 +469,23 @@ class Segmenter:
             asked for a scan whose posteriors cannot fit in memory
             (:func:`~synthseg_bids.inference.memory.check_posteriors_fit`). Names the file.
         """
+        ahead = self._ahead.take(scan, posteriors)
+        if ahead is not None:
+            return ahead.result()
+        return self._segment_now(scan, posteriors)
+
+    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False) -> bool:
+        """Start segmenting the file ``scan`` in a background thread, for the next :meth:`segment` call.
+
+        For one process segmenting scans in a known order with other work between them
+        (see :mod:`.look_ahead`): call it right after a scan's result, so that the next
+        scan is read and run through the network while this one is written. Returns
+        whether it started (``False`` for a missing file). Errors are raised by the
+        :meth:`segment` call that takes the result.
+        """
+        return self._ahead.start(scan, posteriors, lambda: self._segment_now(scan, posteriors))
+
+    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool) -> SegmentationResult:
         return self._predict(self._prepare(scan, posteriors), posteriors)
 
     def _prepare(self, scan: str | os.PathLike | Image, posteriors: bool) -> _Prepared:
@@ -479,15 +497,16 @@ class Segmenter:
         timings = {"load": time.perf_counter() - tic}
         tic = time.perf_counter()
         prepared = prepare_scan(image, self.network.resolution_mm, self.network.size_multiple, self.settings)
-        batch = prepared.network_input()
+        # the scan and its conformed copy are let go here: only the window goes on
+        job = _Prepared(prepared.grids, prepared.network_input(), timings)
         timings["preprocess"] = time.perf_counter() - tic
-        return _Prepared(image, prepared, batch, timings)
+        return job
 
     def _predict(self, job: _Prepared, posteriors: bool) -> SegmentationResult:
         """Steps 3-7 on a pre-processed scan."""
         s = self.settings
         table = self.label_table
-        image, prepared, timings = job.image, job.prepared, dict(job.timings)
+        grids, timings = job.grids, dict(job.timings)
         tic = time.perf_counter()
         combined = self.predict_window(job.batch)
         timings["network"] = time.perf_counter() - tic
@@ -497,13 +516,12 @@ class Segmenter:
         if combined.masks is not None:
             kept = largest_components(combined.masks, profiles=combined.profiles)
             combined.masks = None
-        window_affine = prepared.window_affine
-        interpolate = not grids_align(window_affine, image.affine)
+        window_affine = grids.window_affine
+        interpolate = not grids_align(window_affine, grids.input_affine)
         finished = self.device_posteriors.finish(
-            combined, kept, prepared.inside_window(), with_posteriors=posteriors or interpolate
+            combined, kept, grids.inside_window(), with_posteriors=posteriors or interpolate
         )
         del kept
-        combined.posteriors = None  # frees them on the device
         # volumes inside the scan's field of view only (the window may be padded)
         volumes = volumes_from_posterior_sums(finished.sums, window_affine, table)
         qc = quality_control_from_counts(
@@ -515,16 +533,16 @@ class Segmenter:
             min_flip_dice=s.qc_min_flip_dice,
         )
         del combined
-        conformed = self._conformed_labels(prepared, table.values[finished.labels])
+        conformed = self._conformed_labels(grids, table.values[finished.labels])
         if finished.posteriors is None:
-            input_index = copy_to_grid(finished.labels, window_affine, image.shape, image.affine)
+            input_index = copy_to_grid(finished.labels, window_affine, grids.input_shape, grids.input_affine)
             input_posteriors = None
         else:
             input_index, input_posteriors = resample_posteriors(
-                finished.posteriors, window_affine, image.shape, image.affine,
+                finished.posteriors, window_affine, grids.input_shape, grids.input_affine,
                 keep_posteriors=posteriors, index=finished.labels,
             )
-        labels = Image(table.values[input_index], image.affine.copy(), image.header, None)
+        labels = Image(table.values[input_index], grids.input_affine.copy(), grids.input_header, None)
         timings["postprocess"] = time.perf_counter() - tic
         timings["total"] = sum(timings.values())
         return SegmentationResult(
@@ -535,13 +553,13 @@ class Segmenter:
             qc=qc,
             timings=timings,
             label_table=table,
-            source=image.path,
+            source=grids.input_path,
         )
 
     @staticmethod
-    def _conformed_labels(prepared: PreparedScan, window_labels: np.ndarray) -> Image:
-        data = extract_window(window_labels, -prepared.window_start, prepared.conformed.shape)
-        return Image(data.astype(np.int32, copy=False), prepared.conformed_affine.copy(), None, None)
+    def _conformed_labels(grids: ScanGrids, window_labels: np.ndarray) -> Image:
+        data = extract_window(window_labels, -grids.window_start, grids.conformed_shape)
+        return Image(data.astype(np.int32, copy=False), grids.conformed_affine.copy(), None, None)
 
     def segment_many(
         self, scans: Iterable[str | os.PathLike | Image], *, posteriors: bool = False
@@ -555,6 +573,7 @@ class Segmenter:
         A bad scan raises its :class:`~synthseg_bids.core.io.ImageError` when reached;
         the results of earlier scans have been yielded already, and no later scan is read.
         """
+        self._ahead.take(None)  # a scan segmented ahead is dropped first: one network pass at a time
         scans = iter(scans)
         reader = ThreadPoolExecutor(1, thread_name_prefix="synthseg-read")
         predictor = ThreadPoolExecutor(1, thread_name_prefix="synthseg-predict")

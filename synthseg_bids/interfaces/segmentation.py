@@ -126,6 +126,9 @@ class _SynthSegInputSpec(BaseInterfaceInputSpec):
     tf_threads = traits.Int(0, usedefault=True, desc="CPU threads for the network (0: TensorFlow's default)")
     write_posteriors = traits.Bool(False, usedefault=True, desc="also write the 4D posterior probabilities")
     settings = traits.Dict(traits.Str, traits.Any, desc="InferenceSettings fields (device/tf_threads override)")
+    next_file = traits.Str(nohash=True, desc="scan this process segments next with the same inputs (one node at a "
+                           "time, e.g. Linear): segmented in a background thread from the end of this one's network "
+                           "work (Segmenter.segment_ahead), while this node writes its files")
 
 
 class _SynthSegOutputSpec(TraitedSpec):
@@ -157,6 +160,8 @@ class SynthSeg(SimpleInterface):
                                   self.inputs.settings if isdefined(self.inputs.settings) else None,
                                   model_dir=model_dir, official=switches if model_dir is not None else None)
         result = segmenter.segment(self.inputs.in_file, posteriors=bool(self.inputs.write_posteriors))
+        if isdefined(self.inputs.next_file):
+            segmenter.segment_ahead(self.inputs.next_file, posteriors=bool(self.inputs.write_posteriors))
         stem = strip_image_suffix(self.inputs.in_file)
         cwd = Path(runtime.cwd)
 

@@ -21,6 +21,7 @@ __all__ = [
     "init_single_subject_wf",
     "scan_crashdump_dir",
     "scan_workflow_name",
+    "segmentation_order",
 ]
 
 
@@ -35,6 +36,11 @@ def scan_crashdump_dir(crashdump_dir: str | Path, scan: str | Path) -> Path:
     return Path(crashdump_dir) / Path(scan).name.split(".")[0]
 
 
+def segmentation_order(subjects: Mapping[str, Sequence[str]]) -> list[str]:
+    """The scans in the order a one-node-at-a-time run segments them: subjects sorted, then each one's scans."""
+    return [str(scan) for _, scans in sorted(subjects.items()) for scan in scans]
+
+
 def init_participant_wf(
     *,
     config: AppConfig,
@@ -42,6 +48,7 @@ def init_participant_wf(
     metadata: dict | None = None,
     versions: dict[str, str] | None = None,
     crashdump_dir: str | Path | None = None,
+    look_ahead: bool = False,
     name: str = "synthseg_bids_wf",
 ):
     """Segment the selected scans of every selected subject, write the derivatives and reports.
@@ -72,16 +79,23 @@ def init_participant_wf(
     crashdump_dir : path-like, optional
         Each scan's crash files go to :func:`scan_crashdump_dir` under it, so a failure
         is traced to its scan by folder (default: Nipype's ``crashdump_dir``).
+    look_ahead : bool
+        The workflow runs one node at a time, scan by scan in :func:`segmentation_order`
+        (:class:`~synthseg_bids.cli.plugins.ScanFirstLinearPlugin`): each scan's
+        segmentation node starts the next scan's in the background (``next_file`` of
+        :func:`~synthseg_bids.workflows.segmentation.init_segmentation_wf`).
     name : str
         Workflow name.
     """
     workflow = pe.Workflow(name=name)
     if config.work_dir:
         workflow.base_dir = str(config.work_dir)
+    order = segmentation_order(subjects)
+    following = dict(zip(order, order[1:])) if look_ahead else {}
     for subject, scans in sorted(subjects.items()):
         single = init_single_subject_wf(
             subject_label=subject, scans=scans, config=config, metadata=metadata, versions=versions,
-            crashdump_dir=crashdump_dir, name=f"sub_{subject}_wf",
+            crashdump_dir=crashdump_dir, next_scans=following, name=f"sub_{subject}_wf",
         )
         workflow.add_nodes([single])
     return workflow
@@ -95,6 +109,7 @@ def init_single_subject_wf(
     metadata: dict | None = None,
     versions: dict[str, str] | None = None,
     crashdump_dir: str | Path | None = None,
+    next_scans: Mapping[str, str] | None = None,
     name: str = "single_subject_wf",
 ):
     """One subject: per scan segmentation -> derivatives (label map, tables, figure); then the report.
@@ -132,6 +147,9 @@ def init_single_subject_wf(
         Software versions and model for the report's methods text.
     crashdump_dir : path-like, optional
         Parent of the per-scan crash folders (see :func:`init_participant_wf`).
+    next_scans : mapping, optional
+        Scan -> the scan segmented after it in this process (``look_ahead`` of
+        :func:`init_participant_wf`).
     name : str
         Workflow name.
 
@@ -173,6 +191,7 @@ def init_single_subject_wf(
             write_posteriors=config.write_posteriors,
             mem_gb=segmentation_mem_gb(scan, posteriors=config.write_posteriors, crop=overrides.get("crop")),
             inference_settings=overrides,
+            next_file=(next_scans or {}).get(str(scan)),
         )
         ds_wf = init_derivatives_wf(output_dir=str(config.output_dir), write_posteriors=config.write_posteriors,
                                     parcellation=bool(config.model_dir and config.parc), metadata=meta)

@@ -26,6 +26,7 @@ def init_segmentation_wf(
     write_posteriors: bool = False,
     mem_gb: float | None = None,
     inference_settings: dict | None = None,
+    next_file: str | None = None,
     name: str = "segmentation_wf",
 ):
     """Segment one anatomical scan of any contrast, and compute volumes, QC and a figure.
@@ -65,6 +66,13 @@ def init_segmentation_wf(
     inference_settings : dict, optional
         Other :class:`~synthseg_bids.inference.InferenceSettings` fields (flip,
         postprocess, min_size...).
+    next_file : str, optional
+        The scan that this process segments next, with the same settings, when the
+        workflows run one node at a time in a known order (Nipype's Linear plugin): its
+        segmentation starts in a background thread as soon as this scan's is done
+        (:meth:`~synthseg_bids.inference.Segmenter.segment_ahead`), so that it overlaps the
+        writing of this scan's outputs and its later nodes. Leave ``None`` when nodes run
+        in other processes (MultiProc, batch plugins): the scan would be segmented twice.
     name : str
         Workflow name.
 
@@ -114,6 +122,8 @@ def init_segmentation_wf(
         raise ValueError("v1, robust, parcellation and network_qc select networks in model_dir; give model_dir")
     if inference_settings:
         segment.inputs.settings = dict(inference_settings)
+    if next_file:
+        segment.inputs.next_file = str(next_file)
     # source_file defaults to in_file when not connected
     pick_source = pe.Node(niu.Function(function=_pick_source, output_names=["source_file"]), name="pick_source",
                           run_without_submitting=True)

@@ -69,3 +69,15 @@ def test_scan_first_refuses_an_order_that_breaks_a_dependency():
     graph = nx.DiGraph([("x_other", "a_scan")])  # a node of no scan feeding a scan: cannot go last
     with pytest.raises(RuntimeError, match="breaks the dependency"):
         scan_first(["x_other", "a_scan"], lambda n: "s" if n.endswith("scan") else None, graph)
+
+
+@pytest.mark.parametrize("plugin", [ScanFirstLinearPlugin, ScanFirstMultiProcPlugin])
+def test_scans_run_in_the_given_order(tmp_path, plugin):
+    """The participant workflow's look-ahead relies on the plugin following the scan order it was given."""
+    events = []
+    callback = lambda node, status: events.append((status, _group(node), node.name))  # noqa: E731
+    args = {"status_callback": callback, "n_procs": 1}
+    _workflow(tmp_path).run(plugin=plugin(args, group_of=_group, order=["scan3", "scan1", "scan2"]), plugin_args=args)
+    ended = [(group, name) for status, group, name in events if status == "end"]
+    assert ended == [("scan3", "step_a"), ("scan3", "step_b"), ("scan1", "step_a"), ("scan1", "step_b"),
+                     ("scan2", "step_a"), ("scan2", "step_b"), (None, "join")]

@@ -180,6 +180,43 @@ def test_report_renders_in_headless_chromium(first_run, tmp_path):
     assert len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
 
 
+def test_one_process_segments_the_next_scan_ahead_and_each_scan_once(data, tmp_path, monkeypatch):
+    """--nprocs 1: each segmentation node starts the next scan in the background, in the plugin's order.
+
+    Every scan is segmented once, all but the first are taken from the look-ahead, and the
+    label maps are those of the segmenter called directly (no Nipype, no look-ahead).
+    """
+    from synthseg_bids.inference import InferenceSettings, Segmenter
+    from synthseg_bids.inference.look_ahead import LookAhead
+
+    segmented, taken = [], []
+    segment_now, take = Segmenter._segment_now, LookAhead.take
+
+    def counting_now(self, scan, posteriors):
+        segmented.append(Path(scan).name)
+        return segment_now(self, scan, posteriors)
+
+    def recording_take(self, scan, options=None):
+        future = take(self, scan, options)
+        if future is not None:
+            taken.append(Path(scan).name)
+        return future
+
+    monkeypatch.setattr(Segmenter, "_segment_now", counting_now)
+    monkeypatch.setattr(LookAhead, "take", recording_take)
+    out = tmp_path / "out_ahead"
+    assert run_app(data, out, "--skip-bids-validation") == 0
+    names = [Path(source).name for source in SCANS.values()]  # sorted by subject, then the scans' order
+    assert sorted(segmented) == sorted(names)
+    assert taken == names[1:]
+    monkeypatch.undo()
+    direct = Segmenter(data["model"], InferenceSettings(device="cpu", flip=False, postprocess="none",
+                                                        smoothing_sigma=0.0, min_size=16))
+    for stem, source in SCANS.items():
+        expected = direct.segment(data["bids"] / source).labels.data
+        np.testing.assert_array_equal(np.asarray(nib.load(out / f"{stem}_dseg.nii.gz").dataobj), expected, stem)
+
+
 def test_participant_label_selects(data):
     out = data["root"] / "out_label"
     assert run_app(data, out, "--participant-label", "sub-02") == 0

@@ -62,7 +62,7 @@ def test_flipped_pass_in_slabs_equals_scipy(sizes):
     mirrored = flipped[0, ::-1][..., table.flip_permutation]
     expected = ndimage.gaussian_filter((first[0] + mirrored) * np.float32(0.5), (sigma, sigma, sigma, 0),
                                        mode="nearest", truncate=4.0)
-    got = np.moveaxis(np.asarray(combined.posteriors), 0, -1)
+    got = np.moveaxis(np.concatenate([np.asarray(slab) for slab in combined.posteriors], axis=2), 0, -1)
     np.testing.assert_allclose(got, expected, atol=1e-6)
     joint = np.zeros((k, k), np.int64)
     np.add.at(joint, (first[0].argmax(-1).ravel(), mirrored.argmax(-1).ravel()), 1)

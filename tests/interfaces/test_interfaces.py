@@ -167,3 +167,20 @@ def test_subject_report_interface_lists_errors_and_always_runs(tmp_path):
     assert report.always_run
     out = Path(report.run(cwd=str(tmp_path)).outputs.out_report)
     assert out == tmp_path / "sub-07.html" and "broken header" in out.read_text()
+
+
+def test_the_next_scan_does_not_change_a_segmentation_nodes_hash(tmp_path):
+    """``next_file`` only schedules work: another selection of scans must reuse the cached node."""
+    from synthseg_bids.interfaces.segmentation import SynthSeg
+
+    scan = tmp_path / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), scan)
+    hashes = set()
+    for following in (None, "sub-02_T1w.nii.gz", "sub-03_T1w.nii.gz"):
+        interface = SynthSeg(in_file=str(scan))
+        if following:
+            interface.inputs.next_file = following
+        hashes.add(interface.inputs.get_hashval()[1])
+    assert len(hashes) == 1
+    interface.inputs.write_posteriors = True  # a real input still changes it
+    assert interface.inputs.get_hashval()[1] not in hashes
