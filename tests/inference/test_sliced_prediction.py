@@ -3,7 +3,8 @@
 - the U-Net's last level run in y slabs (:func:`synthseg_bids.inference.segmenter._sliced_forward`)
   against the Keras model on the whole input;
 - flip averaging and smoothing of a flipped pass given in y slabs
-  (:meth:`DevicePosteriors.combine`) against numpy flipping and ``scipy.ndimage.gaussian_filter``.
+  (:meth:`DevicePosteriors.combine`) against numpy flipping and ``scipy.ndimage.gaussian_filter``;
+- the clean-up masks and :meth:`DevicePosteriors.finish` on thin, uneven y slabs against one slab.
 """
 
 from __future__ import annotations
@@ -67,3 +68,43 @@ def test_flipped_pass_in_slabs_equals_scipy(sizes):
     joint = np.zeros((k, k), np.int64)
     np.add.at(joint, (first[0].argmax(-1).ravel(), mirrored.argmax(-1).ravel()), 1)
     np.testing.assert_array_equal(combined.flip_joint, joint)
+
+
+def test_masks_and_finish_in_slabs_equal_one_slab():
+    """The clean-up masks and the final step run per y slab: the same as on the joined window.
+
+    One slab is the path the MNI152 parity test checks against the old host pipeline
+    (``test_prediction_parity.py``); here thin, uneven slabs must give exactly its labels,
+    counts and masks, and its sums and posteriors to float rounding.
+    """
+    from synthseg_bids.core.postprocess import largest_components
+
+    table = default_label_table()
+    k = len(table)
+    rng = np.random.default_rng(3)
+    shape = (1, 9, 30, 8, k)
+    logits = rng.normal(size=shape).astype(np.float32) * 3
+    logits[..., 0] += 8.0  # background, except in a blob that only the later (thin) slabs reach
+    logits[0, 4:8, 18:28, 2:6, 0] -= 16.0
+    first = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    flipped = np.roll(first, 1, axis=1)
+    inside = (slice(1, 8), slice(2, 27), slice(0, 7))
+    results = []
+    for sizes in ([30], [3, 10, 2, 12, 3]):
+        device = DevicePosteriors(table, flip=True, smoothing_sigma=0.5, postprocess="full", threshold=0.02,
+                                  backend=Backend("cpu"))
+        bounds = np.cumsum([0] + sizes)
+        combined = device.combine(first, iter([(int(a), int(b), flipped[:, :, a:b])
+                                               for a, b in zip(bounds[:-1], bounds[1:])]))
+        masks = combined.masks.copy()
+        kept = largest_components(combined.masks, profiles=combined.profiles)
+        results.append((masks, device.finish(combined, kept, inside, with_posteriors=True)))
+        assert combined.posteriors == []  # every slab let go
+    (masks_one, one), (masks_many, many) = results
+    assert masks_one.any() and not masks_one.all()  # the clean-up has something to do
+    np.testing.assert_array_equal(masks_many, masks_one)
+    np.testing.assert_array_equal(many.labels, one.labels)
+    np.testing.assert_array_equal(many.label_counts, one.label_counts)
+    np.testing.assert_allclose(many.sums, one.sums, rtol=1e-5)
+    np.testing.assert_allclose(many.label_confidence, one.label_confidence, rtol=1e-5)
+    np.testing.assert_allclose(many.posteriors, one.posteriors, atol=1e-6)
