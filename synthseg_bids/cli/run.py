@@ -188,8 +188,9 @@ def run_participant(config) -> int:
     from ..network import ModelFileError
 
     try:
-        label_table, model_sha256 = model_identity(model, model_dir=config.model_dir, v1=config.v1,
-                                                   robust=config.robust, parcellation=config.parc,
+        # with --model-dir, `model` names its segmentation network (provenance); the folder is the choice
+        label_table, model_sha256 = model_identity(None if config.model_dir else model, model_dir=config.model_dir,
+                                                   v1=config.v1, robust=config.robust, parcellation=config.parc,
                                                    qc=config.network_qc)
     except ModelFileError as err:
         return _error(str(err))

@@ -56,6 +56,7 @@ __all__ = [
     "is_official_model",
     "model_identity",
     "load_segmenter",
+    "official_model_files",
     "select_model_files",
 ]
 
@@ -414,8 +415,8 @@ def load_segmenter(
 ) -> Segmenter | OfficialSegmenter:
     """The segmenter for a model choice, as the command line and the BIDS-App make it.
 
-    ``model_dir``: :meth:`OfficialSegmenter.from_model_dir` with the switches; a ``.h5``
-    ``model``: :class:`OfficialSegmenter` on that file; otherwise a
+    An :class:`OfficialSegmenter` on the files of :func:`official_model_files` (``model_dir``
+    with the switches, or a ``.h5`` ``model``); otherwise a
     :class:`~synthseg_bids.inference.Segmenter` (``None``: the shipped model). The switches
     ``v1``, ``robust`` and ``parcellation`` need ``model_dir``; ``qc`` (the QC network) is
     used with ``model_dir`` only (other models have the posterior-based QC of every result).
@@ -425,21 +426,44 @@ def load_segmenter(
     ModelSelectionError
         ``model`` with ``model_dir``, a switch without ``model_dir``, ``v1`` with ``robust``.
     """
+    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
+    if files is None:
+        return Segmenter(model, settings)
+    return OfficialSegmenter(files.segmentation, parcellation=files.parcellation, qc=files.qc, settings=settings)
+
+
+def official_model_files(
+    model: str | os.PathLike | None = None,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    v1: bool = False,
+    robust: bool = False,
+    parcellation: bool = False,
+    qc: bool = False,
+) -> OfficialModels | None:
+    """The published networks of a model choice, or ``None`` for one of our own model files.
+
+    ``model_dir``: the files the switches select (:func:`select_model_files`); a ``.h5``
+    ``model``: that file alone; ``None`` otherwise (``model`` is ours; ``None``: the shipped
+    one). ``qc`` counts only with ``model_dir`` (other models have the posterior-based QC).
+
+    Raises
+    ------
+    ModelSelectionError
+        ``model`` with ``model_dir``, ``v1``, ``robust`` or ``parcellation`` without ``model_dir``,
+        ``v1`` with ``robust``.
+    """
     if model is not None and model_dir is not None:
         raise ModelSelectionError("give either a model file (--model) or a model folder (--model-dir), not both")
     if model_dir is not None:
-        return OfficialSegmenter.from_model_dir(
-            model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc, settings=settings
-        )
+        return select_model_files(model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
     switches = [name for name, on in (("--v1", v1), ("--robust", robust), ("--parc", parcellation)) if on]
     if switches:
         raise ModelSelectionError(
             f"{', '.join(switches)} select(s) networks in a model folder: add --model-dir DIR "
             "(a folder like $FREESURFER_HOME/models)"
         )
-    if model is not None and is_official_model(model):
-        return OfficialSegmenter(model, settings=settings)
-    return Segmenter(model, settings)
+    return OfficialModels(Path(model)) if model is not None and is_official_model(model) else None
 
 
 _OFFICIAL_SEGMENTERS: dict[tuple, OfficialSegmenter] = {}
@@ -459,18 +483,13 @@ def cached_official_segmenter(
     :func:`~synthseg_bids.inference.cached_segmenter`), keyed by the resolved network files,
     their modification times and the settings.
 
-    ``model_dir`` with the switches selects the files (:func:`select_model_files`);
-    otherwise ``model`` is a ``.h5`` segmentation network (the switches need ``model_dir``).
+    The files are those of :func:`official_model_files`: ``model_dir`` with the switches,
+    or a ``.h5`` segmentation network as ``model``.
     """
     settings = settings if settings is not None else InferenceSettings()
-    if model_dir is not None:
-        if model is not None:
-            raise ModelSelectionError("give either a model file or a model folder, not both")
-        files = select_model_files(model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    elif model is None or v1 or robust or parcellation or qc:
-        raise ModelSelectionError("the switches v1, robust, parcellation and qc select networks in a model folder")
-    else:
-        files = OfficialModels(Path(model))
+    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
+    if files is None:
+        raise ModelSelectionError(f"{model}: not one of SynthSeg's .h5 networks; give one, or a model folder")
     paths = [None if p is None else Path(p).resolve() for p in (files.segmentation, files.parcellation, files.qc)]
     key = (tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths), settings)
     if key not in _OFFICIAL_SEGMENTERS:
@@ -503,17 +522,14 @@ def model_identity(
 
     from ..core.io import file_sha256
 
-    if model_dir is None and not is_official_model(model):
+    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
+    if files is None:
         from ..network import read_model_file
 
         return read_model_file(model).info.label_table, file_sha256(model)
     from ..network.keras2_h5 import read_weights
     from ..network.official import infer_architecture, official_label_table
 
-    if model_dir is not None:
-        files = select_model_files(model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    else:
-        files = OfficialModels(Path(model))
     architecture = infer_architecture(read_weights(files.segmentation))
     table = official_label_table(architecture.version)
     paths = [p for p in (files.segmentation, files.parcellation, files.qc) if p is not None]
