@@ -247,6 +247,9 @@ def run_training(
         checkpoint.restore_state(trainer.state_variables(unet))
         start = checkpoint.state.epoch
         sessions = list(checkpoint.info.provenance.get("sessions", []))
+        if "initial_model" in checkpoint.info.provenance:  # a fine-tuning run keeps its starting point
+            info = info.replace(provenance={**info.provenance,
+                                            "initial_model": checkpoint.info.provenance["initial_model"]})
         logger.info("resuming from %s (epoch %d)", checkpoint.path, start)
     else:
         if list_checkpoints(model_dir):
@@ -298,8 +301,14 @@ def _start_from(unet: keras.Model, initial_model: str | os.PathLike, info: Model
     _check_compatible(contents.path, contents.info, info)
     set_weights_from(contents, unet)
     logger.info("starting from the weights of %s", contents.path)
-    digest = file_digests([contents.path])[0]
-    return info.replace(provenance={**info.provenance, "initial_model": digest})
+    start = {
+        **file_digests([contents.path])[0],
+        "steps_trained": int(contents.info.provenance.get("steps_trained", 0)),
+        "training": contents.info.training,
+        "generator_settings": contents.info.generator.get("settings"),
+        "sessions": contents.info.provenance.get("sessions", []),
+    }
+    return info.replace(provenance={**info.provenance, "initial_model": start})
 
 
 def _check_compatible(path: Path, stored: ModelInfo, wanted: ModelInfo) -> None:
@@ -319,11 +328,13 @@ def _check_compatible(path: Path, stored: ModelInfo, wanted: ModelInfo) -> None:
 
 
 def _with_progress(info: ModelInfo, epochs_done: int, settings: TrainingSettings) -> ModelInfo:
+    """``info`` with this run's epochs and the model's total steps (those of an initial model included)."""
+    earlier = int(info.provenance.get("initial_model", {}).get("steps_trained", 0))
     return info.replace(
         provenance={
             **info.provenance,
             "epochs_trained": int(epochs_done),
-            "steps_trained": int(epochs_done * settings.steps_per_epoch),
+            "steps_trained": earlier + int(epochs_done * settings.steps_per_epoch),
             "saved": datetime.datetime.now().isoformat(timespec="seconds"),
         }
     )

@@ -119,14 +119,24 @@ def test_fine_tuning_starts_from_the_initial_weights(tmp_path):
 
     image, labels = toy_pair(tmp_path)
     start = build_unet(NETWORK, len(TOY_TABLE), seed=99)
-    initial = save_model(tmp_path / "start.npz", start, ModelInfo(NETWORK, TOY_TABLE))
-    settings = _settings(epochs=1, steps_per_epoch=1, learning_rate=1e-9)
+    earlier = {"steps_trained": 1234, "sessions": [{"backend": "jax", "first_epoch": 1}]}
+    initial = save_model(tmp_path / "start.npz", start, ModelInfo(NETWORK, TOY_TABLE, provenance=earlier))
+    settings = _settings(epochs=1, steps_per_epoch=2, learning_rate=1e-9)
     final = train_supervised([image], [labels], tmp_path / "ft", NETWORK, settings, CROP, label_table=TOY_TABLE,
                              initial_model=initial)
     model, info = load_model(final)
     kernel = model.get_layer("enc0_conv0").kernel
     np.testing.assert_allclose(np.asarray(kernel), np.asarray(start.get_layer("enc0_conv0").kernel), atol=1e-6)
     assert info.provenance["initial_model"]["name"] == "start.npz"
+    assert info.provenance["initial_model"]["sessions"] == earlier["sessions"]
+    # the model's total: the initial model's 1234 steps and this run's 1 epoch of 2 steps
+    assert info.provenance["steps_trained"] == 1236
+    # resuming the fine-tuning run (one more epoch) keeps the starting point and counts on from it
+    more = _settings(epochs=2, steps_per_epoch=2, learning_rate=1e-9)
+    final = train_supervised([image], [labels], tmp_path / "ft", NETWORK, more, CROP, label_table=TOY_TABLE)
+    _, info = load_model(final)
+    assert info.provenance["initial_model"]["name"] == "start.npz"
+    assert info.provenance["steps_trained"] == 1238
 
 
 def test_labels_outside_the_table_name_the_file(tmp_path):
