@@ -80,6 +80,7 @@ import numpy as np
 
 from ..core.io import write_table
 from ..core.settings import Settings, SettingsError
+from ..generator.scans import T2_CLASS_MEANS
 from .arguments import positive_int
 
 __all__ = ["CONTRASTS", "PROG", "RESOLUTIONS", "STAGES", "ModelEvaluationSettings", "build_parser", "main"]
@@ -92,9 +93,8 @@ RESOLUTIONS = ("1mm", "5mm")
 STAGES = ("curve", "contrast", "mni")
 
 
-#: Default T2-like means of the contrast-specific classes (commented in ``evaluate_model.toml``).
-_T2_CLASS_MEANS = {"1": 200.0, "2": 70.0, "3": 110.0, "4": 75.0, "5": 115.0, "6": 95.0, "7": 95.0, "8": 70.0,
-                   "9": 85.0, "10": 80.0, "11": 100.0, "12": 150.0, "13": 80.0}
+#: Default T2-like means of the contrast-specific classes (TOML keys are strings).
+_T2_CLASS_MEANS = {str(k): v for k, v in T2_CLASS_MEANS.items()}
 
 
 @dataclass(frozen=True)
@@ -221,22 +221,10 @@ def stage_curve(args, settings: ModelEvaluationSettings, out: Path, work: Path) 
 # --------------------------------------------------------------------------- contrast/resolution
 def contrast_generator(contrast: str, resolution: str, args, settings: ModelEvaluationSettings, shape, seed: int):
     """The generator of one condition: SynthSeg's T1 priors, T2-like means, or fully random contrast."""
-    from ..generator import BrainGenerator, GenerationSpec, GeneratorSettings
+    from ..generator.scans import contrast_generator as generator_of
 
-    folder = args.data / "labels_classes_priors"
-    common = dict(output_shape=shape, deform=False, random_crop=False, flip=False, randomise_resolution=False)
-    if resolution == "5mm":
-        common.update(data_res=(1.0, 1.0, 5.0), thickness=(1.0, 1.0, 5.0))
-    if contrast == "random":
-        spec = GenerationSpec.from_folder(folder)
-        generator = GeneratorSettings(prior_distribution="uniform", **common)
-    else:
-        spec = GenerationSpec.from_folder(folder, classes="generation_classes_contrast_specific.npy",
-                                          prior_means="prior_means_t1.npy", prior_stds="prior_stds_t1.npy")
-        if contrast == "t2":
-            spec = spec.with_class_means(settings.class_means_t2())
-        generator = GeneratorSettings(prior_distribution="normal", **common)
-    return BrainGenerator(args.data / "training_label_maps", generator, spec=spec, seed=seed)
+    return generator_of(args.data / "training_label_maps", args.data / "labels_classes_priors", contrast, shape, seed,
+                        slice_mm=5 if resolution == "5mm" else 1, t2_class_means=settings.class_means_t2())
 
 
 def stage_contrast(args, settings: ModelEvaluationSettings, out: Path, work: Path) -> None:

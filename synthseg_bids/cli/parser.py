@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from .arguments import OFFICIAL_SWITCHES, add_official_model_options, model_choice_problem, positive_int
+from .arguments import (
+    OFFICIAL_SWITCHES,
+    add_accuracy_options,
+    add_official_model_options,
+    model_choice_problem,
+    positive_int,
+)
 
 __all__ = ["parse_args"]
 
@@ -30,7 +36,8 @@ _FILTER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: Keyword arguments of ``BIDSLayout.get`` that a filter file may not set.
 _RESERVED_QUERY_KEYS = {"return_type", "target", "scope", "regex_search", "absolute_paths", "invalid_filters"}
 #: Options that :func:`parse_args` passes to :class:`AppConfig` unchanged, under the same name.
-_AS_GIVEN = ("analysis_level", "model", "model_dir", "v1", "robust", "parc", "device", "nprocs", "mem_gb",
+_AS_GIVEN = ("analysis_level", "model", "model_dir", "v1", "robust", "parc", "device", "precision", "shifts",
+             "nprocs", "mem_gb",
              "use_plugin", "write_posteriors", "inference_settings", "skip_bids_validation", "reference_dir",
              "compare_dir", "stop_on_first_crash")
 
@@ -145,6 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="memory limit in GB for the MultiProc scheduler (0: no limit)")
     g_perf.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="where the network runs ('auto': a GPU if one is visible)")
+    add_accuracy_options(g_perf)
     g_perf.add_argument("--use-plugin", "--use_plugin", "--nipype-plugin-file", dest="use_plugin", metavar="FILE",
                         type=file, help="Nipype plugin settings YAML (e.g. 'plugin: SLURM' with 'plugin_args')")
 
@@ -238,6 +246,14 @@ def parse_args(args: Sequence[str] | None = None):
             select_model_files(opts.model_dir, v1=opts.v1, robust=opts.robust, parcellation=opts.parc, qc=opts.qc)
         except ModelFileError as err:
             parser.error(f"--model-dir: {err}")
+    if opts.precision == "bfloat16":
+        from ..inference.device import DeviceError
+        from ..inference.precision import check_precision
+
+        try:
+            check_precision(opts.precision, opts.device)
+        except DeviceError as err:
+            parser.error(str(err))
     if opts.inference_settings:
         from ..core.settings import SettingsError
         from ..inference.settings import InferenceSettings

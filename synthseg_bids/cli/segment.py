@@ -61,7 +61,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..core.io import IMAGE_SUFFIXES, ImageError, atomic_path, image_suffix, strip_image_suffix, write_table
 from ..core.progress import Progress, format_duration
-from .arguments import add_official_model_options, model_choice_problem, positive_int
+from .arguments import add_accuracy_options, add_official_model_options, model_choice_problem, positive_int
 
 __all__ = ["PROG", "UNSUPPORTED", "Job", "UsageError", "build_parser", "main", "resolve_jobs", "settings_from_args"]
 
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "or 'gpu' (an error without a GPU); default: auto")
     perf.add_argument("--cpu", dest="device", action="store_const", const="cpu",
                       help="run on the CPU even when a GPU is available (same as --device cpu)")
+    add_accuracy_options(perf)
 
     official = parser.add_argument_group(
         "SynthSeg's published networks",
@@ -194,6 +195,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from ..inference.settings import InferenceSettings
 
     changes: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    changes.update({name: getattr(args, name) for name in ("precision", "shifts") if getattr(args, name) is not None})
     if args.ct:
         changes["intensity_clip"] = (0.0, 80.0)
     if args.crop is not None:

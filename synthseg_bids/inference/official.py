@@ -151,7 +151,7 @@ def is_official_model(path: str | os.PathLike) -> bool:
 
 def robust_settings(settings: InferenceSettings) -> InferenceSettings:
     """The settings of ``mri_synthseg --robust``: fast mode and no posterior smoothing."""
-    return dataclasses.replace(settings, flip=False, postprocess="brain", smoothing_sigma=0.0)
+    return dataclasses.replace(settings, flip=False, shifts=1, postprocess="brain", smoothing_sigma=0.0)
 
 
 @dataclass
@@ -225,19 +225,25 @@ class OfficialSegmenter:
     ):
         from ..network.official import read_official
         from .device import configure_device
+        from .precision import policy_scope, resolve_precision
 
         settings = settings if settings is not None else InferenceSettings()
         device = configure_device(settings.device, settings.threads)
-        seg = read_official(segmentation, expect=("segmentation", "robust"))
+        precision = resolve_precision(settings.precision, device)
+        with policy_scope(precision):  # the networks that segment; the QC network's 8 scores stay float32
+            seg = read_official(segmentation, expect=("segmentation", "robust"))
+            if parcellation is not None:
+                parcels = read_official(parcellation, expect="parcellation")
         if seg.kind == "robust":
             settings = robust_settings(settings)
         self.networks: dict[str, Any] = {"segmentation": seg}
         if parcellation is not None:
-            self.networks["parcellation"] = read_official(parcellation, expect="parcellation")
+            self.networks["parcellation"] = parcels
         if qc is not None:
             self.networks["qc"] = read_official(qc, expect="qc")
         self.qc_size = int(qc_size if qc_size is not None else QC_SHAPE)
-        self.segmenter = Segmenter(Network.from_keras(seg.model, seg, path=seg.path, device=device), settings)
+        network = Network.from_keras(seg.model, seg, path=seg.path, device=device, precision=precision)
+        self.segmenter = Segmenter(network, settings)
         self._parcellate = _compiled(self.networks["parcellation"].model) if parcellation is not None else None
         self._score = _compiled(self.networks["qc"].model) if qc is not None else None
         self._ahead = LookAhead()

@@ -93,6 +93,8 @@ class Network:
         Model file metadata (:class:`synthseg_bids.network.ModelInfo`).
     device : str
         'cpu' or 'gpu' for Keras models; 'custom' for callables.
+    precision : str
+        Arithmetic the network runs in: 'float32' or 'bfloat16' (:mod:`.precision`).
     forward : callable or None
         Keras models: ``predict`` without the copy to the host (it returns the backend's
         device tensor), so that the segmenter's compiled steps run on the posteriors where
@@ -107,10 +109,16 @@ class Network:
     info: Any = None
     device: str = "custom"
     forward: Callable[[np.ndarray], Any] | None = None
+    precision: str = "float32"
 
     @classmethod
-    def from_keras(cls, model: Any, info: Any, *, path: Path | None = None, device: str = "cpu") -> "Network":
+    def from_keras(
+        cls, model: Any, info: Any, *, path: Path | None = None, device: str = "cpu", precision: str = "float32"
+    ) -> "Network":
         """Wrap a Keras U-Net and its :class:`~synthseg_bids.network.ModelInfo`.
+
+        ``precision`` names the arithmetic ``model`` was built with ('float32', or
+        'bfloat16' for Keras' ``mixed_bfloat16`` policy); the posteriors are float32 either way.
 
         On TensorFlow the model runs in one ``tf.function`` traced once for every input
         shape. On JAX it runs as a ``jax.jit`` of its stateless call (compiled once for
@@ -128,27 +136,35 @@ class Network:
             info=info,
             device=device,
             forward=forward,
+            precision=precision,
         )
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None) -> "Network":
-        """Load a model file after choosing the Keras backend's device and threads (:mod:`.device`).
+    def from_file(
+        cls, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None, precision: str = "auto"
+    ) -> "Network":
+        """Load a model file after choosing the Keras backend's device, threads (:mod:`.device`) and precision.
+
+        ``precision`` ('auto', 'float32', 'bfloat16') is resolved on the device used
+        (:func:`~synthseg_bids.inference.precision.resolve_precision`).
 
         Raises
         ------
         synthseg_bids.network.ModelFileError
             Missing or invalid model file (the message names it).
         synthseg_bids.inference.device.DeviceError
-            ``device='gpu'`` without a GPU, a device change after TensorFlow started, or
-            ``threads`` on JAX.
+            ``device='gpu'`` without a GPU, a device change after TensorFlow started,
+            ``threads`` on JAX, or bfloat16 asked of a device without it.
         """
         from ..network import load_model
         from .device import configure_device
+        from .precision import keras_policy, resolve_precision
 
         path = Path(path).resolve()
         used = configure_device(device, threads)
-        model, info = load_model(path)
-        return cls.from_keras(model, info, path=path, device=used)
+        arithmetic = resolve_precision(precision, used)
+        model, info = load_model(path, dtype_policy=keras_policy(arithmetic))
+        return cls.from_keras(model, info, path=path, device=used, precision=arithmetic)
 
 
 def _keras_forward(model: Any, backend: Backend) -> Callable[[np.ndarray], Any]:
@@ -183,6 +199,40 @@ def _keras_forward(model: Any, backend: Backend) -> Callable[[np.ndarray], Any]:
     import keras
 
     return lambda batch: keras.ops.cast(model(backend.put(np.asarray(batch, np.float32)), training=False), "float32")
+
+
+def _mean_of_slabs(
+    copies: Iterable[tuple[int, np.ndarray]],
+    slabs: Callable[[np.ndarray], Iterator[tuple[int, int, Any]]],
+    shape: tuple,
+    channels: int,
+    max_voxels: int,
+    patched: Callable[[np.ndarray], np.ndarray],
+    scale: float,
+) -> Any:
+    """TensorFlow: ``scale`` x the sum over ``(d, copy)`` of the copies' posteriors cropped by ``d``, slab by slab.
+
+    ``copy`` is the window of ``shape`` ``(1, X, Y, Z, 1)`` padded by ``d`` before each axis;
+    its posteriors come in y slabs from ``slabs`` (or whole from ``patched`` when the copy is
+    above ``max_voxels``) and go straight into one variable of the window's size, which is
+    returned (TensorFlow ops read it like a tensor).
+    """
+    import tensorflow as tf
+
+    _, x, y, z, _ = shape
+    total = tf.Variable(tf.zeros((1, x, y, z, channels), tf.float32), trainable=False)
+    for d, copy in copies:
+        if int(np.prod(copy.shape[1:4])) > max_voxels:
+            total.assign_add(patched(copy)[None, d : d + x, d : d + y, d : d + z])
+            continue
+        for start, stop, part in slabs(copy):
+            lo, hi = max(start - d, 0), min(stop - d, y)
+            if lo < hi:
+                piece = part[:, d : d + x, lo + d - start : hi + d - start, d : d + z]
+                total[:, :, lo:hi].assign(total[:, :, lo:hi] + piece)
+            del part
+    total.assign(total * scale)
+    return total
 
 
 #: Thickness (voxels along y) of the slabs in which the U-Net's last level runs (see :func:`_unet_stages`).
@@ -343,7 +393,9 @@ class Segmenter:
                 raise ModelFileError(
                     path, "the default model is not installed with this package; give a model file (--model)"
                 )
-            self.network = Network.from_file(path, device=self.settings.device, threads=self.settings.threads)
+            self.network = Network.from_file(
+                path, device=self.settings.device, threads=self.settings.threads, precision=self.settings.precision
+            )
         self._device: DevicePosteriors | None = None
         self._ahead = LookAhead()
 
@@ -414,14 +466,42 @@ class Segmenter:
         """
         # passed on directly, not kept here: the combining step releases each pass once used
         if not self.settings.flip:
-            return self.device_posteriors.combine(self._network_pass(batch))
+            return self.device_posteriors.combine(self._ensemble_pass(batch))
         flipped = np.ascontiguousarray(batch[:, ::-1])
         slabs = getattr(self.network.forward, "slabs", None)
-        if slabs is None or int(np.prod(batch.shape[1:4])) > self.settings.max_voxels:
-            return self.device_posteriors.combine(self._network_pass(batch), self._network_pass(flipped))
+        if slabs is None or self.settings.shifts > 1 or int(np.prod(batch.shape[1:4])) > self.settings.max_voxels:
+            return self.device_posteriors.combine(self._ensemble_pass(batch), self._ensemble_pass(flipped))
         # the flipped pass in y slabs, each averaged with the first pass as it comes: no second
         # full-size pass, nor full-size temporaries of the averaging, exist next to the first
         return self.device_posteriors.combine(self._network_pass(batch), self._checked_slabs(slabs(flipped), flipped))
+
+    def _ensemble_pass(self, batch: np.ndarray) -> Any:
+        """Mean ``(1, X, Y, Z, K)`` posteriors of the window and its shifted copies (``settings.shifts``).
+
+        Copy ``k`` (1 .. shifts - 1) is the window moved by ``d = round(k * m / shifts)`` voxels
+        along every axis (``m``: the network's size multiple), i.e. zero-padded by ``d``
+        before and ``m - d`` after, so that the network's pooling grid meets the scan at
+        another phase; its posteriors are cropped back onto the window. A U-Net that runs
+        its last level in y slabs (TensorFlow) adds each slab into one window-sized sum as it
+        comes, so no copy's full-size posteriors exist next to the sum.
+        """
+        count = self.settings.shifts
+        if count == 1:
+            return self._network_pass(batch)
+        multiple = self.network.size_multiple
+        if count > multiple:
+            raise ValueError(f"shifts ({count}) cannot exceed the network's size multiple ({multiple})")
+        offsets = [int(round(k * multiple / count)) for k in range(count)]
+        copies = ((d, np.pad(batch, [(0, 0)] + [(d, multiple - d)] * 3 + [(0, 0)]) if d else batch) for d in offsets)
+        slabs = getattr(self.network.forward, "slabs", None)
+        if slabs is None:
+            total = None
+            for d, copy in copies:
+                out = self._network_pass(copy)[:, d : d + batch.shape[1], d : d + batch.shape[2], d : d + batch.shape[3]]
+                total = out if total is None else total + out
+            return total * (1.0 / count)
+        return _mean_of_slabs(copies, slabs, batch.shape, len(self.label_table), self.settings.max_voxels,
+                              self.network_posteriors, 1.0 / count)
 
     def _checked_slabs(self, slabs: Iterator[tuple[int, int, Any]], batch: np.ndarray) -> Iterator:
         for start, stop, part in slabs:

@@ -7,10 +7,12 @@ from typing import Any
 
 from ..core.settings import Settings, SettingsError
 
-__all__ = ["DEVICES", "POSTPROCESSING", "InferenceSettings"]
+__all__ = ["DEVICES", "POSTPROCESSING", "PRECISIONS", "InferenceSettings"]
 
 #: Accepted values of :attr:`InferenceSettings.device`.
 DEVICES = ("auto", "cpu", "gpu")
+#: Accepted values of :attr:`InferenceSettings.precision`.
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: Accepted values of :attr:`InferenceSettings.postprocess`.
 POSTPROCESSING = ("full", "brain", "none")
 
@@ -29,9 +31,22 @@ class InferenceSettings(Settings):
     threads : int or None
         TensorFlow intra-op and inter-op CPU threads (``None``: TensorFlow's default, all
         cores). Like ``device``, fixed at TensorFlow's initialisation.
+    precision : str
+        Arithmetic of the network: 'float32', 'bfloat16' (Keras' ``mixed_bfloat16`` policy:
+        float32 weights, bfloat16 computation, float32 posteriors) or 'auto': bfloat16 where
+        the device computes it natively (CPUs with AVX512-BF16 or AMX-BF16, NVIDIA GPUs of
+        compute capability >= 8.0), float32 elsewhere (see :mod:`.precision`). 'bfloat16'
+        on a device without native support is refused (emulated, it is many times slower).
     flip : bool
         Test-time augmentation: also segment the left/right-flipped scan and average the
         posteriors (with left/right channels swapped back). Doubles the network time.
+    shifts : int
+        Test-time ensemble of shifted windows: the network also runs on ``shifts - 1`` copies
+        of the window moved by fractions ``k / shifts`` (k = 1 .. shifts - 1) of the network's
+        size multiple along every axis (another phase of its pooling grid; the copy is padded
+        by one size multiple, so every voxel is covered), and the posteriors of all copies
+        are averaged (with ``flip``, each copy is also flipped). 1: the window alone.
+        Multiplies the network time by about ``1 + (shifts - 1) * 1.3``.
     postprocess : str
         'full': keep the largest connected component of the brain and of every
         topological group; 'brain': of the brain only; 'none'.
@@ -77,7 +92,9 @@ class InferenceSettings(Settings):
 
     device: str = "auto"
     threads: int | None = None
+    precision: str = "auto"
     flip: bool = True
+    shifts: int = 2
     postprocess: str = "full"
     posterior_threshold: float = 0.25
     smoothing_sigma: float = 0.5
@@ -95,11 +112,13 @@ class InferenceSettings(Settings):
 
     @classmethod
     def fast(cls, **changes: Any) -> "InferenceSettings":
-        """"Fast" mode: no flip augmentation, brain-only post-processing."""
-        return cls(**{"flip": False, "postprocess": "brain", **changes})
+        """"Fast" mode: no test-time augmentation (neither flip nor shifted windows), brain-only post-processing."""
+        return cls(**{"flip": False, "shifts": 1, "postprocess": "brain", **changes})
 
     def validate(self) -> None:
         self.check_one_of("device", DEVICES)
+        self.check_one_of("precision", PRECISIONS)
+        self.check_at_least(1, "shifts")
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"threads must be >= 1, got {self.threads}")
         self.check_one_of("postprocess", POSTPROCESSING)

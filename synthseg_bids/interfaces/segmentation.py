@@ -84,6 +84,7 @@ def run_description(segmenter) -> dict[str, Any]:
         "backend_version": backend_version,
         "keras_version": keras.__version__,
         "device": str(segmenter.network.device),
+        "precision": str(segmenter.network.precision),
         "settings": segmenter.settings.to_dict(),
     }
     if isinstance(segmenter, OfficialSegmenter):

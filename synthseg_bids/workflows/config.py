@@ -55,6 +55,11 @@ class AppConfig(Settings):
         (:func:`~synthseg_bids.inference.official.select_model_files`).
     device, nprocs, omp_nthreads, mem_gb
         Compute resources.
+    precision : str or None
+        The network's arithmetic ('auto', 'float32', 'bfloat16'; ``None``: the prediction
+        settings' value).
+    shifts : int or None
+        Shifted windows of the test-time ensemble (``None``: the prediction settings' value).
     use_plugin : Path, optional
         Nipype plugin settings YAML (``plugin: SLURM``, ``plugin_args: {...}``).
     write_posteriors : bool
@@ -83,6 +88,8 @@ class AppConfig(Settings):
     parc: bool = False
     network_qc: bool = False
     device: str = "auto"
+    precision: str | None = None
+    shifts: int | None = None
     nprocs: int = 1
     omp_nthreads: int = 0
     mem_gb: float = 0.0
@@ -119,13 +126,14 @@ class AppConfig(Settings):
         return self.nprocs if self.nprocs > 1 else 0
 
     def inference_overrides(self) -> dict:
-        """InferenceSettings fields from ``inference_settings`` (checked), without device/threads."""
-        if not self.inference_settings:
-            return {}
+        """InferenceSettings fields that differ from the defaults, without device/threads: those of
+        ``inference_settings`` (checked), then ``precision`` and ``shifts`` when given."""
         from ..inference.settings import InferenceSettings
 
-        data = InferenceSettings.from_file(self.inference_settings).to_dict()
         defaults = InferenceSettings().to_dict()
+        data = InferenceSettings.from_file(self.inference_settings).to_dict() if self.inference_settings else {}
+        data.update({k: getattr(self, k) for k in ("precision", "shifts") if getattr(self, k) is not None})
+        InferenceSettings.from_dict({**defaults, **data})  # checked together
         return {k: v for k, v in data.items() if k not in ("device", "threads") and v != defaults[k]}
 
     @property

@@ -13,7 +13,7 @@ from synthseg_bids.inference.segmenter import Network
 
 from inference_fakes import phantom, voxel_network
 
-SETTINGS = InferenceSettings(flip=False, min_size=8)
+SETTINGS = InferenceSettings(flip=False, shifts=1, min_size=8)  # one network call per scan
 WAIT = 60  # seconds: a generous bound on waiting for the other thread, never a timing assertion
 
 

@@ -41,7 +41,9 @@ from synthseg_bids.network.official import (
 )
 
 TOL = 1e-4
-RAW = InferenceSettings(device="cpu", flip=False, smoothing_sigma=0.0, postprocess="none", min_size=32)
+#: mri_synthseg's arithmetic (float32) and windows (no shifted copies), without its post-processing.
+RAW = InferenceSettings(device="cpu", precision="float32", shifts=1, flip=False, smoothing_sigma=0.0,
+                        postprocess="none", min_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,7 @@ def test_flip_augmentation_swaps_channels_as_freesurfer(tmp_path, fs, nets, mode
 
 
 def test_robust_runs_fast_without_smoothing(tmp_path, nets, model_dir):
-    seg = OfficialSegmenter(model_dir / "synthseg_robust_2.0.h5", settings=InferenceSettings(device="cpu"))
+    seg = OfficialSegmenter(model_dir / "synthseg_robust_2.0.h5", settings=InferenceSettings(device="cpu", precision="float32"))
     assert (seg.settings.flip, seg.settings.postprocess, seg.settings.smoothing_sigma) == (False, "brain", 0.0)
     assert seg.model_info.description == "SynthSeg 2.0, robust"
     image = np.random.default_rng(2).uniform(0, 1, (1, 32, 32, 32, 1)).astype(np.float32)
@@ -290,7 +292,8 @@ def test_shipped_model_parity_with_freesurfer_on_mni152(tmp_path, fs, fast):
     exported = export_h5(model, tmp_path / "shipped.h5")
     reference = freesurfer_predict(fs, scan, exported, tmp_path / "fs", fast=fast, features=16)
     theirs = np.asarray(nib.load(reference["labels"]).dataobj).astype(np.int32)
-    settings = InferenceSettings.fast(device="cpu") if fast else InferenceSettings(device="cpu")
+    parity = dict(device="cpu", precision="float32", shifts=1)  # mri_synthseg's arithmetic and windows
+    settings = InferenceSettings.fast(**parity) if fast else InferenceSettings(**parity)
     result = OfficialSegmenter(exported, settings=settings).segment(scan)
     ours = result.labels.data
     assert ours.shape == theirs.shape

@@ -59,7 +59,7 @@ def test_write_result_all_or_nothing(tmp_path):
     image, _ = phantom((24, 24, 24))
     from synthseg_bids.core.io import Image
 
-    result = Segmenter(voxel_network(), InferenceSettings(flip=False, min_size=8)).segment(Image(image, np.eye(4)))
+    result = Segmenter(voxel_network(), InferenceSettings(flip=False, shifts=1, min_size=8)).segment(Image(image, np.eye(4)))
     with pytest.raises(ValueError, match="posteriors were not computed"):
         write_result(result, labels=tmp_path / "a.nii.gz", posteriors=tmp_path / "p.nii.gz")
     with pytest.raises(Exception):
@@ -80,7 +80,7 @@ def test_write_result_all_or_nothing(tmp_path):
 )
 def test_bad_inputs_name_the_file(tmp_path, make, message):
     path = make(tmp_path / "bad.nii.gz")
-    segmenter = Segmenter(voxel_network(), InferenceSettings(flip=False, min_size=8))
+    segmenter = Segmenter(voxel_network(), InferenceSettings(flip=False, shifts=1, min_size=8))
     with pytest.raises(ImageError, match=message) as err:
         segmenter.segment(path)
     assert str(path) in str(err.value)
@@ -140,7 +140,7 @@ def test_segment_many_pipelines_in_order_and_stops_at_a_bad_scan(tmp_path):
     bad = tmp_path / "sub-bad_T1w.nii.gz"
     save_image(np.zeros((8, 8, 8), np.float32), np.eye(4), bad)  # no contrast: ImageError when read
     calls = []
-    segmenter = Segmenter(voxel_network(calls=calls), InferenceSettings(flip=False, min_size=8))
+    segmenter = Segmenter(voxel_network(calls=calls), InferenceSettings(flip=False, shifts=1, min_size=8))
     expected = [segmenter.segment(scan).labels.data for scan in scans[:2]]
     calls.clear()
 
@@ -177,7 +177,7 @@ def test_segment_many_raises_a_network_error_after_the_earlier_results():
 
     predict.count = 0
     network = type(good)(predict=predict, label_table=good.label_table, resolution_mm=1.0, size_multiple=8)
-    results = Segmenter(network, InferenceSettings(flip=False, min_size=8)).segment_many([Image(image, np.eye(4))] * 3)
+    results = Segmenter(network, InferenceSettings(flip=False, shifts=1, min_size=8)).segment_many([Image(image, np.eye(4))] * 3)
     assert next(results).labels.shape == (24, 24, 24)
     with pytest.raises(MemoryError, match="second scan"):
         next(results)
