@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...core.io import file_sha256
 from ...core.labels import LabelTable
 from ..keras2_h5 import OfficialModelError, read_weights, write_weights
 from .architecture import (
@@ -86,14 +86,6 @@ class OfficialNetwork:
         return len(self.label_table)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _description(kind: str, version: str, n_outputs: int) -> str:
     if version == "custom":
         return f"SynthSeg-architecture {kind} network ({n_outputs} labels)"
@@ -165,7 +157,7 @@ def read_official(
         version=version,
         description=_description(kind, version, architecture.n_outputs),
         path=path,
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
         architecture=architecture,
         model=model,
         label_table=table,
