@@ -26,6 +26,7 @@ from .tables import DK_PARCELLATION_TABLE, QC_GROUP_NAMES, official_label_table
 
 __all__ = ["OfficialNetwork", "export_h5", "read_official"]
 
+
 @dataclass
 class OfficialNetwork:
     """A published SynthSeg network, ready to run.
