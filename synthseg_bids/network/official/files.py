@@ -166,6 +166,32 @@ def read_official(
     )
 
 
+def _neurite_layers(model: Any, n: int, order: np.ndarray, path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The weights of our ``n``-level U-Net ``model`` under neurite's layer names, output channels in ``order``."""
+    layers: dict[str, dict[str, np.ndarray]] = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = {v.name: np.asarray(v.numpy(), dtype=np.float32) for v in layer.weights}
+        kind, _, rest = layer.name.partition("_")
+        if layer.name == "likelihood":
+            name = "unet_likelihood"
+            values = {"kernel": values["kernel"][..., order], "bias": values["bias"][order]}
+        elif kind.startswith("enc") and rest.startswith("conv"):
+            name = f"unet_conv_downarm_{int(kind[3:])}_{int(rest[4:])}"
+        elif kind.startswith("enc") and rest == "norm":
+            name = f"unet_bn_down_{int(kind[3:])}"
+        elif kind.startswith("dec") and rest.startswith("conv"):
+            name = f"unet_conv_uparm_{n + n - 2 - int(kind[3:])}_{int(rest[4:])}"
+        elif kind.startswith("dec") and rest == "norm":
+            name = f"unet_bn_up_{n - 2 - int(kind[3:])}"
+        else:
+            raise ValueError(f"{path}: layer {layer.name} has no counterpart in SynthSeg's U-Net")
+        variables = WEIGHT_VARIABLES["bn" if "norm" in layer.name else "conv"]
+        layers[name] = {v: values[v] for v in variables}
+    return layers
+
+
 def export_h5(model_npz_path: str | os.PathLike, out_h5_path: str | os.PathLike) -> Path:
     """Write our ``.npz`` U-Net in SynthSeg's official weights-only ``.h5`` layout, atomically.
 
@@ -210,27 +236,7 @@ def export_h5(model_npz_path: str | os.PathLike, out_h5_path: str | os.PathLike)
         raise ValueError(f"{model_npz_path}: the model works at {info.resolution_mm} mm; mri_synthseg segments at 1 mm")
     n = settings.n_levels
     order = np.argsort(info.label_table.values, kind="stable")
-    layers: dict[str, dict[str, np.ndarray]] = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        values = {v.name: np.asarray(v.numpy(), dtype=np.float32) for v in layer.weights}
-        kind, _, rest = layer.name.partition("_")
-        if layer.name == "likelihood":
-            name = "unet_likelihood"
-            values = {"kernel": values["kernel"][..., order], "bias": values["bias"][order]}
-        elif kind.startswith("enc") and rest.startswith("conv"):
-            name = f"unet_conv_downarm_{int(kind[3:])}_{int(rest[4:])}"
-        elif kind.startswith("enc") and rest == "norm":
-            name = f"unet_bn_down_{int(kind[3:])}"
-        elif kind.startswith("dec") and rest.startswith("conv"):
-            name = f"unet_conv_uparm_{n + n - 2 - int(kind[3:])}_{int(rest[4:])}"
-        elif kind.startswith("dec") and rest == "norm":
-            name = f"unet_bn_up_{n - 2 - int(kind[3:])}"
-        else:
-            raise ValueError(f"{model_npz_path}: layer {layer.name} has no counterpart in SynthSeg's U-Net")
-        variables = WEIGHT_VARIABLES["bn" if "norm" in layer.name else "conv"]
-        layers[name] = {v: values[v] for v in variables}
+    layers = _neurite_layers(model, n, order, model_npz_path)
     # neurite's build order: encoder by level, decoder from the coarsest level, then likelihood
     stage = StageArchitecture(
         prefix="unet", n_levels=n, conv_per_level=settings.conv_per_level, kernel_size=settings.conv_size,
