@@ -170,14 +170,23 @@ def test_report_renders_in_headless_chromium(first_run, tmp_path):
     png = tmp_path / "shot.png"
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,900", f"--screenshot={png}",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,6000", f"--screenshot={png}",
            (first_run["out"] / "sub-01.html").as_uri()]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert png.is_file(), "chromium wrote no screenshot"
     pixels = np.asarray(__import__("matplotlib.image", fromlist=["imread"]).imread(png))[..., :3]
-    # the figures have a black background and coloured labels: many distinct colours
-    assert pixels.std() > 0.05
-    assert len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+    shown = {tuple(c) for c in np.unique(np.round(pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0).tolist()}
+    # the legend's swatches are solid squares in FreeSurfer's LUT colours: every structure of sub-01's label
+    # maps has its colour on the rendered page (a page with any other image would not)
+    from synthseg_bids.core.labels import default_label_table
+
+    present = set()
+    for stem in SCANS:
+        if stem.startswith("sub-01/"):
+            present |= set(np.unique(np.asarray(nib.load(first_run["out"] / f"{stem}_dseg.nii.gz").dataobj)).tolist())
+    colours = {tuple(s.color) for s in default_label_table().structures if s.value in present and s.value != 0}
+    assert len(colours) >= 3 and colours <= shown, sorted(colours - shown)
+    assert len(shown) > 50  # and the figures: anatomy in grey levels, labels blended over it
 
 
 def test_one_process_segments_the_next_scan_ahead_and_each_scan_once(data, tmp_path, monkeypatch):
