@@ -15,13 +15,16 @@ executes it as a module (its ``main()`` is not run):
 
 Each edit must match the source exactly once, so a different script fails loudly instead of
 running half-patched. Without tf-keras, surfa or the FreeSurfer package, :func:`load_oracle` skips
-the calling test with the reason. ``benchmarks/bench_official.py`` loads this file by its path (it
+the calling test with the reason, or fails it when the environment variable
+``SYNTHSEG_REQUIRE_ORACLE=1`` says the oracle must run (CI installs the ``[test]`` extra, so a
+skip there means something broke). ``benchmarks/bench_official.py`` loads this file by its path (it
 checks :func:`missing_reason` first), so the edits have this one home.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -75,6 +78,13 @@ def missing_reason() -> str | None:
     return None
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip the calling test because the oracle cannot run, or fail it under ``SYNTHSEG_REQUIRE_ORACLE=1``."""
+    if os.environ.get("SYNTHSEG_REQUIRE_ORACLE") == "1":
+        pytest.fail(f"SYNTHSEG_REQUIRE_ORACLE=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def patched_source(source: str) -> str:
     """The script's source with :data:`SOURCE_EDITS` applied (each must match once)."""
     for old, new in SOURCE_EDITS:
@@ -91,7 +101,7 @@ def load_oracle() -> types.ModuleType:
         return sys.modules[_MODULE_NAME]
     reason = missing_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     path = script_path()
     module = types.ModuleType(_MODULE_NAME)
     module.__file__ = str(path)

@@ -26,7 +26,8 @@ unless ``--overwrite``; without ``--overwrite`` an existing output file is never
 replaced. A scan that fails prints ``error: <path>: <problem>`` and the others go on.
 Every file is written under a temporary name and renamed into place, so a failure
 leaves no partial file; ``--vol`` and ``--qc`` tables are rewritten (atomically) after
-each scan, with the rows of earlier runs kept and those of re-segmented scans replaced.
+each scan, with the rows of earlier runs kept and those of re-segmented scans replaced
+(layout and number formats: :mod:`.segment_tables`).
 
 Exit status: 0 every scan segmented or skipped; 1 some scan failed, or an input, model
 or device problem stopped the command before it started; 2 a usage error (bad or
@@ -43,25 +44,27 @@ labelled with Desikan-Killiany parcels and ``--vol`` gets their volumes) and
 ``synthseg_qc_2.0.h5`` with ``--qc`` (the QC network's 8 group scores instead of the
 posterior-based ones). See :mod:`synthseg_bids.inference.official`.
 
-TensorFlow is imported only once the arguments and paths have been checked.
+TensorFlow is imported only once the arguments and paths have been checked. The scans and
+their output paths are resolved in :mod:`.segment_jobs`, the tables written by
+:mod:`.segment_tables`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..core.io import IMAGE_SUFFIXES, ImageError, atomic_path, image_suffix, strip_image_suffix, write_table
+from ..core.io import ImageError, atomic_path
 from ..core.progress import Progress, format_duration
 from .arguments import add_accuracy_options, add_official_model_options, model_choice_problem, positive_int
+from .segment_jobs import InputError, Job, UsageError, resolve_jobs
+from .segment_tables import Table, qc_row, volume_row
 
 __all__ = ["PROG", "UNSUPPORTED", "Job", "UsageError", "build_parser", "main", "resolve_jobs", "settings_from_args"]
 
@@ -73,36 +76,9 @@ UNSUPPORTED: dict[str, str] = {
     "synthseg-bids does not have",
 }
 
-#: Output name suffix of each per-scan output in folder form.
-_SUFFIXES = {"seg": "_synthseg", "post": "_posteriors", "resample": "_resampled"}
-_VOLUME_TABLE = "volumes"
-_QC_TABLE = "qc"
 
-
-class UsageError(ValueError):
-    """Inconsistent command-line paths (exit status 2)."""
-
-
-class InputError(ValueError):
-    """A missing or unreadable input path (exit status 1)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One scan and where its outputs go (``None``: not requested).
-
-    ``key`` names the scan in the ``--vol``/``--qc`` tables (the file name without its
-    image suffix, or the path without suffix when two inputs share a name).
-    """
-
-    scan: Path
-    seg: Path
-    post: Path | None = None
-    resample: Path | None = None
-    key: str = ""
-
-    def outputs(self) -> list[Path]:
-        return [p for p in (self.seg, self.post, self.resample) if p is not None]
+class _Stop(Exception):
+    """A problem that stops the command before any scan: one line on stderr, exit status 1."""
 
 
 # -- parser ------------------------------------------------------------------------
@@ -128,19 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     io_group.add_argument("--o", dest="output", required=True, metavar="OUT",
                           help="segmentation(s): a file for a scan, a folder for a folder, a .txt list for a list; "
                           "label maps with FreeSurfer label values on the input's grid")
-    io_group.add_argument("--vol", metavar="CSV",
-                          help="CSV of volumes (mm^3): one row per scan ('scan' column), one column per structure "
-                          "and 'total intracranial'; rows of scans segmented earlier are kept, re-segmented ones "
-                          "updated")
-    io_group.add_argument("--qc", metavar="CSV",
-                          help="CSV of automatic quality-control scores, one row per scan: per structure group "
-                          "the mean confidence and (without --fast) the left/right flip Dice, and a 'flag' column")
-    io_group.add_argument("--post", metavar="PATH",
-                          help="posteriors (4D float32, one volume per label, on the input's grid): same form as "
-                          "--o (folder outputs are named <name>_posteriors<ext>)")
-    io_group.add_argument("--resample", metavar="PATH",
-                          help="the input as the network saw it: resampled to the model's resolution (1 mm), "
-                          "RAS-oriented, intensities normalised to [0, 1]; same form as --o (<name>_resampled<ext>)")
+    for option, metavar, text in (
+        ("--vol", "CSV", "CSV of volumes (mm^3): one row per scan ('scan' column), one column per structure and "
+         "'total intracranial', 3 decimals; rows of scans segmented earlier are kept, re-segmented ones updated"),
+        ("--qc", "CSV", "CSV of automatic quality-control scores, one row per scan: per structure group the mean "
+         "confidence and (without --fast) the left/right flip Dice, 4 decimals, and a 'flag' column (true/false); "
+         "an empty cell where a score cannot be computed"),
+        ("--post", "PATH", "posteriors (4D float32, one volume per label, on the input's grid): same form as --o "
+         "(folder outputs are named <name>_posteriors<ext>)"),
+        ("--resample", "PATH", "the input as the network saw it: resampled to the model's resolution (1 mm), "
+         "RAS-oriented, intensities normalised to [0, 1]; same form as --o (<name>_resampled<ext>)"),
+    ):
+        io_group.add_argument(option, metavar=metavar, help=text)
     io_group.add_argument("--overwrite", action="store_true",
                           help="segment again scans whose outputs exist and replace those outputs "
                           "(default: such scans are skipped and existing files never replaced)")
@@ -205,211 +180,107 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return InferenceSettings.fast(**changes) if fast else InferenceSettings(**changes)
 
 
-# -- paths ---------------------------------------------------------------------------
-
-
-def _read_list(path: Path, option: str) -> list[Path]:
-    """Paths listed in a .txt file (blank lines and ``#`` comments ignored)."""
-    if not path.is_file():
-        raise InputError(f"{path}: list file not found ({option})")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot be read ({err})") from None
-    entries = [line.strip() for line in lines]
-    return [Path(e) for e in entries if e and not e.startswith("#")]
-
-
-def _form(path: str) -> str:
-    """'list', 'file' or 'folder' from the name alone."""
-    if path.lower().endswith(".txt"):
-        return "list"
-    return "file" if image_suffix(path) else "folder"
-
-
-def _named(folder: Path, scan: Path, kind: str) -> Path:
-    suffix = image_suffix(scan)
-    return folder / f"{strip_image_suffix(scan)}{_SUFFIXES[kind]}{suffix}"
-
-
-def _outputs_for(
-    kind: str, option: str, value: str | None, in_form: str, scans: list[Path]
-) -> list[Path | None]:
-    """Paths of one per-scan output (``--o``, ``--post`` or ``--resample``) for every scan."""
-    if value is None:
-        return [None] * len(scans)
-    form = _form(value)
-    if in_form == "list":
-        if form != "list":
-            raise UsageError(f"{option} {value}: the input is a .txt list, so {option} must be a .txt list too")
-        paths = _read_list(Path(value), option)
-        if len(paths) != len(scans):
-            raise UsageError(
-                f"{option} {value} lists {len(paths)} path(s) but --i lists {len(scans)} scan(s); "
-                "give one output per input, in the same order"
-            )
-        for p in paths:
-            if not image_suffix(p):
-                raise UsageError(f"{value}: {p} does not end in one of {', '.join(IMAGE_SUFFIXES)}")
-        return list(paths)
-    if form == "list":
-        raise UsageError(f"{option} {value}: a .txt list output needs a .txt list input (--i)")
-    if in_form == "folder":
-        if form == "file":
-            raise UsageError(f"{option} {value}: the input is a folder, so {option} must be a folder, not a file")
-        if Path(value).is_file():
-            raise UsageError(f"{option} {value}: exists and is a file; the input is a folder, give a folder")
-        return [_named(Path(value), s, kind) for s in scans]
-    # a single scan: a file, or a folder receiving <name>_<suffix><ext>
-    if form == "folder":
-        if Path(value).is_file():
-            raise UsageError(f"{option} {value}: exists and is not an image file or a folder")
-        return [_named(Path(value), scans[0], kind)]
-    return [Path(value)]
-
-
-def _scan_keys(scans: list[Path]) -> list[str]:
-    """Table row names: the file name without suffix; with the folder when names repeat."""
-    names = [strip_image_suffix(s) for s in scans]
-    repeated = {n for n in names if names.count(n) > 1}
-    return [str(s.parent / n) if n in repeated else n for s, n in zip(scans, names)]
-
-
-def resolve_jobs(args: argparse.Namespace) -> list[Job]:
-    """The scans of ``--i`` and their output paths.
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, list[Job]]:
+    """The options, their inference settings and the jobs; a usage error exits (status 2) through argparse.
 
     Raises
     ------
-    UsageError
-        Mixed forms, lists of different lengths, clashing outputs.
-    InputError
-        Missing input, unrecognised input file, folder without scans, empty list.
+    _Stop
+        A missing or unreadable input.
     """
-    if args.vol is not None and args.qc is not None and Path(args.vol).resolve() == Path(args.qc).resolve():
-        raise UsageError(f"--vol and --qc name the same file ({args.vol}); give two files")
-    value = args.input
-    in_form = _form(value)
-    path = Path(value)
-    if in_form == "list":
-        scans = _read_list(path, "--i")
-        if not scans:
-            raise InputError(f"{path}: the list has no scans")
-    elif in_form == "file":
-        if not path.exists():
-            raise InputError(f"{path}: file not found")
-        if path.is_dir():
-            raise InputError(f"{path}: is a folder with an image suffix; rename it or give a scan")
-        scans = [path]
-    else:
-        if not path.exists():
-            raise InputError(f"{path}: not found (give a .nii/.nii.gz/.mgz scan, a folder or a .txt list)")
-        if not path.is_dir():
-            raise InputError(
-                f"{path}: not a scan (expected one of {', '.join(IMAGE_SUFFIXES)}), a folder or a .txt list"
-            )
-        scans = sorted(p for p in path.iterdir() if image_suffix(p) and not p.name.startswith(".") and p.is_file())
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option, message in UNSUPPORTED.items():
+        if getattr(args, option):
+            parser.error(message)
+    if args.crop is not None and len(args.crop) not in (1, 3):
+        parser.error(f"argument --crop: give 1 or 3 sizes, got {len(args.crop)}")
+    problem = model_choice_problem(args)
+    if problem is not None:
+        parser.error(problem)
 
-    def plan(scans: list[Path]) -> tuple[list, list, list]:
-        return (
-            _outputs_for("seg", "--o", args.output, in_form, scans),
-            _outputs_for("post", "--post", args.post, in_form, scans),
-            _outputs_for("resample", "--resample", args.resample, in_form, scans),
-        )
+    from ..core.settings import SettingsError
 
-    segs, posts, resamples = plan(scans)
-    if in_form == "folder":
-        # outputs written into the input folder are not inputs of a later run
-        produced = {p.resolve() for outs in (segs, posts, resamples) for p in outs if p is not None}
-        kept = [s for s in scans if s.resolve() not in produced]
-        if len(kept) != len(scans):
-            scans = kept
-            segs, posts, resamples = plan(scans)
-        if not scans:
-            raise InputError(f"{path}: no scans ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-
-    keys = _scan_keys(scans)
-    jobs = [Job(s, o, p, r, k) for s, o, p, r, k in zip(scans, segs, posts, resamples, keys)]
-    owner: dict[Path, Path] = {}
-    inputs = {s.resolve() for s in scans}
-    for job in jobs:
-        for out in job.outputs():
-            resolved = out.resolve()
-            if resolved in inputs:
-                raise UsageError(f"{out}: an output would overwrite an input scan")
-            if resolved in owner and owner[resolved] != job.scan:
-                raise UsageError(f"{out}: output of both {owner[resolved]} and {job.scan}")
-            owner[resolved] = job.scan
-    return jobs
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as err:
+        parser.error(str(err))
+    try:
+        jobs = resolve_jobs(args)
+    except UsageError as err:
+        parser.error(str(err))
+    except InputError as err:
+        raise _Stop(str(err)) from None
+    return args, settings, jobs
 
 
-# -- tables --------------------------------------------------------------------------
+# -- the model: chosen from the options, loaded once -------------------------------
 
 
-class Table:
-    """A CSV with a ``scan`` column and one row per scan, merged with the existing file."""
+def _model_choice(args: argparse.Namespace) -> tuple[Path, Any]:
+    """The model file (or segmentation network) the options choose, and the published networks' files or None.
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.columns: list[str] = ["scan"]
-        self.rows: dict[str, dict[str, str]] = {}
-        if path.exists():
-            try:
-                with open(path, newline="") as stream:
-                    reader = csv.DictReader(stream)
-                    header = list(reader.fieldnames or [])
-                    rows = list(reader)
-            except (OSError, UnicodeDecodeError, csv.Error) as err:
-                raise InputError(f"{path}: cannot be read as a CSV table ({err})") from None
-            if not header or header[0] != "scan":
-                raise InputError(
-                    f"{path}: exists but is not a table written by this command (its first column is not "
-                    "'scan'); remove it or choose another file"
-                )
-            self.columns = header
-            for row in rows:
-                self.rows[row["scan"]] = {k: v for k, v in row.items() if k is not None}
+    ``--model-dir``: the files ``mri_synthseg`` would pick; ``--model``: that file; neither: the shipped model.
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.rows
+    Raises
+    ------
+    _Stop
+        A model folder without the chosen files, a missing model file, no default model installed.
+    """
+    if args.model_dir is not None:
+        from ..inference.official import select_model_files
+        from ..network import ModelFileError
 
-    def update(self, key: str, values: dict[str, str]) -> None:
-        """Replace (or add) the row of ``key`` and rewrite the file atomically."""
-        for column in values:
-            if column not in self.columns:
-                self.columns.append(column)
-        self.rows[key] = {"scan": key, **values}
-        import pandas as pd
+        try:
+            files = select_model_files(args.model_dir, v1=args.v1, robust=args.robust, parcellation=args.parc,
+                                       qc=args.qc is not None)
+        except ModelFileError as err:
+            raise _Stop(str(err)) from None
+        return files.segmentation, files
+    if args.model is not None:
+        model = Path(args.model)
+        if not model.is_file():
+            raise _Stop(f"{model}: model file not found")
+        return model, None
+    from ..inference.segmenter import default_model_path
 
-        write_table(self.path, pd.DataFrame(list(self.rows.values()), columns=self.columns), sep=",", na_rep="")
+    model = default_model_path()
+    if not model.is_file():
+        raise _Stop(f"no model given and the default model is not installed ({model}); "
+                    "pass a model file with --model FILE")
+    return model, None
 
 
-def _volume_row(result: Any) -> dict[str, str]:
-    from ..inference.official import OfficialResult
+def _load_segmenter(model: Path, model_files: Any, settings: Any) -> Any:
+    """The segmenter of :func:`_model_choice`'s answer; a model or device problem raises :class:`_Stop`."""
+    from ..inference.device import DeviceError
+    from ..inference.official import OfficialSegmenter, load_segmenter
+    from ..network import ModelFileError
 
-    row = {name: repr(float(v)) for name, v in result.volumes.items()}
-    if isinstance(result, OfficialResult):
-        row.update({name: repr(float(v)) for name, v in result.parcel_volumes.items()})
-    return row
-
-
-def _qc_row(result: Any) -> dict[str, str]:
-    from ..inference.official import OfficialResult
-
-    if isinstance(result, OfficialResult) and result.network_qc is not None:
-        return {name: f"{v:.4f}" for name, v in result.network_qc.items()}
-    row = {name: repr(float(v)) for name, v in result.qc.scores.items()}
-    row["flag"] = str(bool(result.qc.flag))
-    return row
+    try:
+        if model_files is not None:
+            return OfficialSegmenter(model_files.segmentation, parcellation=model_files.parcellation,
+                                     qc=model_files.qc, settings=settings)
+        return load_segmenter(model, settings=settings)
+    except (ModelFileError, DeviceError, ImageError) as err:
+        raise _Stop(str(err)) from None
 
 
-# -- progress ------------------------------------------------------------------------
+def _describe(segmenter: Any) -> str:
+    """The model file, and the published networks' descriptions, for the start line."""
+    from ..inference.official import OfficialSegmenter
+
+    kind = ""
+    if isinstance(segmenter, OfficialSegmenter):
+        kind = " (" + ", ".join(p["description"] for p in segmenter.provenance()) + ")"
+    return f"{segmenter.model_path}{kind}"
+
+
+# -- running -----------------------------------------------------------------------
 
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-# -- running -------------------------------------------------------------------------
 
 
 def _needs_work(job: Job, tables: list[Table], overwrite: bool) -> bool:
@@ -445,108 +316,31 @@ def _segment_one(segmenter: Any, job: Job, overwrite: bool) -> Any:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (see the module docstring)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for option, message in UNSUPPORTED.items():
-        if getattr(args, option):
-            parser.error(message)
-    if args.crop is not None and len(args.crop) not in (1, 3):
-        parser.error(f"argument --crop: give 1 or 3 sizes, got {len(args.crop)}")
-    problem = model_choice_problem(args)
-    if problem is not None:
-        parser.error(problem)
-
-    from ..core.settings import SettingsError
-
+def _open_tables(args: argparse.Namespace) -> dict[str, Table]:
+    """The ``--vol`` and ``--qc`` tables asked for, with their earlier rows; an unreadable one raises :class:`_Stop`."""
     try:
-        settings = settings_from_args(args)
-    except SettingsError as err:
-        parser.error(str(err))
-    try:
-        jobs = resolve_jobs(args)
-    except UsageError as err:
-        parser.error(str(err))
+        return {name: Table(Path(path)) for name, path in (("volumes", args.vol), ("qc", args.qc)) if path is not None}
     except InputError as err:
-        _say(f"{PROG}: error: {err}")
-        return 1
+        raise _Stop(str(err)) from None
 
-    model_files = None
-    if args.model_dir is not None:
-        from ..inference.official import select_model_files
-        from ..network import ModelFileError
 
-        try:
-            model_files = select_model_files(args.model_dir, v1=args.v1, robust=args.robust, parcellation=args.parc,
-                                             qc=args.qc is not None)
-        except ModelFileError as err:
-            _say(f"{PROG}: error: {err}")
-            return 1
-        model = model_files.segmentation
-    elif args.model is not None:
-        model = Path(args.model)
-        if not model.is_file():
-            _say(f"{PROG}: error: {model}: model file not found")
-            return 1
-    else:
-        from ..inference.segmenter import default_model_path
-
-        model = default_model_path()
-        if not model.is_file():
-            _say(f"{PROG}: error: no model given and the default model is not installed ({model}); "
-                 "pass a model file with --model FILE")
-            return 1
-
-    try:
-        tables = {name: Table(Path(path)) for name, path in ((_VOLUME_TABLE, args.vol), (_QC_TABLE, args.qc))
-                  if path is not None}
-    except InputError as err:
-        _say(f"{PROG}: error: {err}")
-        return 1
-
-    todo = [job for job in jobs if _needs_work(job, list(tables.values()), args.overwrite)]
-    n = len(jobs)
-    if not todo:
-        _say(f"{PROG}: all {n} scan(s) have their outputs already (use --overwrite to segment them again)")
-        return 0
-
-    from ..inference.device import DeviceError
-    from ..network import ModelFileError
-
-    started = time.perf_counter()
-    from ..inference.official import OfficialSegmenter, load_segmenter
-
-    try:
-        if model_files is not None:
-            segmenter = OfficialSegmenter(model_files.segmentation, parcellation=model_files.parcellation,
-                                          qc=model_files.qc, settings=settings)
-        else:
-            segmenter = load_segmenter(model, settings=settings)
-    except (ModelFileError, DeviceError, ImageError) as err:
-        _say(f"{PROG}: error: {err}")
-        return 1
-    kind = ""
-    if isinstance(segmenter, OfficialSegmenter):
-        kind = " (" + ", ".join(p["description"] for p in segmenter.provenance()) + ")"
-    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {segmenter.model_path}{kind} on "
-         f"{segmenter.network.device} (loaded in {format_duration(time.perf_counter() - started)})")
-
+def _run_jobs(segmenter: Any, jobs: list[Job], tables: dict[str, Table], overwrite: bool,
+              n_todo: int) -> tuple[int, int, int]:
+    """Segment every job that needs it, one line per scan; returns the counts (done, skipped, failed)."""
     done = failed = skipped = 0
-    progress = Progress(total=len(todo))
+    progress = Progress(total=n_todo)
+    rows = {"volumes": volume_row, "qc": qc_row}
     for i, job in enumerate(jobs, start=1):
-        label = f"[{i}/{n}] {job.scan.name}"
-        if not _needs_work(job, list(tables.values()), args.overwrite):
+        label = f"[{i}/{len(jobs)}] {job.scan.name}"
+        if not _needs_work(job, list(tables.values()), overwrite):
             skipped += 1
             _say(f"{label} skipped (outputs exist; --overwrite to redo)")
             continue
         tic = time.perf_counter()
         try:
-            result = _segment_one(segmenter, job, args.overwrite)
-            if _VOLUME_TABLE in tables:
-                tables[_VOLUME_TABLE].update(job.key, _volume_row(result))
-            if _QC_TABLE in tables:
-                tables[_QC_TABLE].update(job.key, _qc_row(result))
+            result = _segment_one(segmenter, job, overwrite)
+            for name, table in tables.items():
+                table.update(job.key, rows[name](result))
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one bad scan must not stop the others
@@ -557,9 +351,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             done += 1
             outcome = ""
         _say(f"{label} {outcome}{progress.advance(time.perf_counter() - tic)}")
+    return done, skipped, failed
 
-    total = time.perf_counter() - started
-    _say(f"{PROG}: {done} segmented, {skipped} skipped, {failed} failed in {format_duration(total)}")
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (see the module docstring)."""
+    try:
+        args, settings, jobs = _parse(argv)
+        model, model_files = _model_choice(args)
+        tables = _open_tables(args)
+    except _Stop as err:
+        _say(f"{PROG}: error: {err}")
+        return 1
+    todo = [job for job in jobs if _needs_work(job, list(tables.values()), args.overwrite)]
+    n = len(jobs)
+    if not todo:
+        _say(f"{PROG}: all {n} scan(s) have their outputs already (use --overwrite to segment them again)")
+        return 0
+
+    started = time.perf_counter()
+    try:
+        segmenter = _load_segmenter(model, model_files, settings)
+    except _Stop as err:
+        _say(f"{PROG}: error: {err}")
+        return 1
+    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {_describe(segmenter)} on "
+         f"{segmenter.network.device} (loaded in {format_duration(time.perf_counter() - started)})")
+    done, skipped, failed = _run_jobs(segmenter, jobs, tables, args.overwrite, len(todo))
+    _say(f"{PROG}: {done} segmented, {skipped} skipped, {failed} failed in "
+         f"{format_duration(time.perf_counter() - started)}")
     return 1 if failed else 0
 
 

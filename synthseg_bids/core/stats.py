@@ -50,11 +50,17 @@ def cohens_d_paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
         return float(np.mean(difference) / np.std(difference, ddof=1))
 
 
-def _finite_sorted(p_values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Finite p-values in ascending order, their positions, and the NaN output array."""
+def _p_array(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The p-values as a flat float64 array, checked to lie in [0, 1] (NaN allowed)."""
     p = np.asarray(p_values, dtype=np.float64).reshape(-1)
     if np.any((p < 0) | (p > 1)):
         raise ValueError("p-values must lie in [0, 1]")
+    return p
+
+
+def _finite_sorted(p_values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finite p-values in ascending order, their positions, and the NaN output array."""
+    p = _p_array(p_values)
     finite = np.flatnonzero(np.isfinite(p))
     order = finite[np.argsort(p[finite], kind="stable")]
     return p[order], order, np.full(p.shape, np.nan)
@@ -78,14 +84,18 @@ def fdr_bh(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false discovery rate).
 
     With the m finite p-values sorted ascending, the adjusted value of ``p_(i)`` is
-    ``min(1, min_{j >= i} m p_(j) / j)``.
+    ``min(1, min_{j >= i} m p_(j) / j)`` (:func:`scipy.stats.false_discovery_control`).
 
     Takes and returns p-values as :func:`correct_p_values` does.
+
+    >>> fdr_bh([0.01, 0.04, 0.03, 0.005]).round(6).tolist()
+    [0.02, 0.04, 0.04, 0.02]
     """
-    p_sorted, order, adjusted = _finite_sorted(p_values)
-    m = p_sorted.size
-    scaled = m * p_sorted / np.arange(1, m + 1)
-    adjusted[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    p = _p_array(p_values)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = scipy_stats.false_discovery_control(p[finite], method="bh")
     return adjusted
 
 

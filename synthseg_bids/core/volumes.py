@@ -13,7 +13,10 @@ import numpy as np
 from .labels import LabelTable
 
 __all__ = [
+    "FLAG_TEXT",
+    "QC_FORMAT",
     "TOTAL_INTRACRANIAL",
+    "VOLUME_FORMAT",
     "voxel_volume",
     "volumes_from_labels",
     "volumes_from_posterior_sums",
@@ -22,6 +25,11 @@ __all__ = [
 
 #: Key of the total intracranial volume in the dictionaries returned here.
 TOTAL_INTRACRANIAL = "total intracranial"
+#: Number formats of the volumes (mm^3, 3 decimals, as ``mri_synthseg`` rounds them) and of the QC
+#: scores (4 decimals, as ``mri_synthseg`` writes its QC network's) in every table the package writes.
+VOLUME_FORMAT, QC_FORMAT = "%.3f", "%.4f"
+#: Text of a QC flag in every table the package writes.
+FLAG_TEXT = {True: "true", False: "false"}
 
 
 def voxel_volume(affine: np.ndarray) -> float:

@@ -6,8 +6,21 @@ for each example with a seeded ``numpy.random.Generator`` and runs
 
 Examples
 --------
->>> gen = BrainGenerator("training_label_maps/", GeneratorSettings(), seed=0)  # doctest: +SKIP
->>> image, labels, affine = gen.generate()  # doctest: +SKIP
+A folder with one 32^3 label map (left and right cerebral white matter), 32^3 examples:
+
+>>> import tempfile
+>>> from synthseg_bids.core.io import save_image
+>>> folder = tempfile.TemporaryDirectory()
+>>> label_map = np.zeros((32, 32, 32), np.int16)
+>>> label_map[6:26, 6:16, 6:26], label_map[6:26, 16:26, 6:26] = 2, 41
+>>> _ = save_image(label_map, np.eye(4), f"{folder.name}/map.nii.gz")
+>>> gen = BrainGenerator(folder.name, GeneratorSettings(output_shape=(32, 32, 32)), seed=0)
+>>> image, labels, affine = gen.generate()
+>>> image.shape, image.dtype.name, bool(0 <= image.min() <= image.max() <= 1), affine.shape
+((32, 32, 32), 'float32', True, (4, 4))
+>>> set(np.unique(labels).tolist()) <= {0, 2, 41}
+True
+>>> folder.cleanup()
 """
 
 from __future__ import annotations

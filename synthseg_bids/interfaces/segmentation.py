@@ -74,7 +74,7 @@ def run_description(segmenter) -> dict[str, Any]:
 
     backend = keras.backend.backend()
     try:
-        backend_version = version({"torch": "torch"}.get(backend, backend))
+        backend_version = version(backend)
     except PackageNotFoundError:
         backend_version = "unknown"
     from ..inference.official import OfficialSegmenter

@@ -36,7 +36,7 @@ from nipype.interfaces.base import (
 
 from ..bids import parse_entities
 from ..core.io import write_table
-from ..core.volumes import TOTAL_INTRACRANIAL
+from ..core.volumes import FLAG_TEXT, QC_FORMAT, TOTAL_INTRACRANIAL, VOLUME_FORMAT
 
 __all__ = [
     "GroupVolumes",
@@ -53,10 +53,6 @@ __all__ = [
 ID_COLUMNS = ("participant_id", "session_id", "source", "contrast")
 #: Column prefix of the scores of SynthSeg's QC network (``qc_network_<group>``).
 NETWORK_QC_PREFIX = "qc_network_"
-#: Number format of the QC scores and of the volumes (one per column kind).
-QC_FORMAT, VOLUME_FORMAT = "%.4f", "%.3f"
-#: Text of the QC flag (``n/a`` when the scan has no QC scores).
-FLAG_TEXT = {True: "true", False: "false"}
 
 _ID_DESCRIPTIONS = {
     "participant_id": "Participant label (sub-<label>) of the segmented scan.",

@@ -96,7 +96,8 @@ def test_parcellation_and_network_qc(tmp_path, model_dir, capsys):
     parcels = DK_PARCELLATION_TABLE.names[1:]
     assert list(volumes.columns[-len(parcels):]) == parcels
     cortex = volumes["Left-Cerebral-Cortex"] + volumes["Right-Cerebral-Cortex"]
-    np.testing.assert_allclose(volumes[parcels].sum(axis=1), cortex, rtol=1e-6, atol=1e-6)
+    # each cell is rounded to 3 decimals (as mri_synthseg's): the sum of 68 parcels is within 68 + 2 roundings
+    np.testing.assert_allclose(volumes[parcels].sum(axis=1), cortex, rtol=0, atol=5e-4 * (len(parcels) + 2))
     qc = pd.read_csv(tmp_path / "q.csv")
     assert list(qc.columns) == ["scan", *QC_GROUP_NAMES] and list(qc["scan"]) == ["s0", "s1"]
     assert ((qc[list(QC_GROUP_NAMES)] >= 0) & (qc[list(QC_GROUP_NAMES)] <= 1)).all().all()

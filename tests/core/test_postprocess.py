@@ -1,13 +1,12 @@
-"""Connected-component post-processing of posteriors."""
+"""Largest connected components of stacked masks, against scipy per mask and planted cases.
+
+The whole clean-up on posteriors is checked against a host reference in
+tests/inference/test_prediction_parity.py."""
 
 import numpy as np
 from scipy import ndimage
 
-from synthseg_bids.core.postprocess import keep_largest_components, largest_components, renormalise
-
-
-def _one_hot(index, n):
-    return np.eye(n, dtype=np.float32)[index]
+from synthseg_bids.core.postprocess import largest_components
 
 
 def _by_hand_largest(mask):
@@ -26,46 +25,6 @@ def test_largest_components_matches_scipy_per_mask():
     for g in range(4):
         np.testing.assert_array_equal(out[g], _by_hand_largest(masks[g]))
     assert out[:3].sum() > 0
-
-
-def test_island_removed_main_component_kept():
-    # channels: 0 background, 1-2 group 1 (e.g. left hippocampus / amygdala), 3 group 0 (CSF)
-    groups = np.array([0, 1, 1, 0])
-    index = np.zeros((30, 30, 30), int)
-    index[5:15, 5:15, 5:15] = 1  # main body of group 1
-    index[10:15, 10:15, 10:15] = 2
-    index[24:27, 24:27, 24:27] = 2  # planted island of group 1, far away
-    index[15:25, 5:15, 5:15] = 3  # CSF, touching the body (keeps the brain connected)
-    index[1:3, 27:29, 1:3] = 3  # a CSF island outside the brain: removed by the brain step
-    post = _one_hot(index, 4)
-    out = keep_largest_components(post.copy(), groups)
-    labels = out.argmax(-1)
-    expected = index.copy()
-    expected[24:27, 24:27, 24:27] = 0
-    expected[1:3, 27:29, 1:3] = 0
-    np.testing.assert_array_equal(labels, expected)
-    np.testing.assert_allclose(out.sum(-1), 1.0)
-    # independent check: the surviving group-1 voxels are scipy's largest component
-    np.testing.assert_array_equal(np.isin(labels, [1, 2]), _by_hand_largest(np.isin(index, [1, 2])))
-
-
-def test_brain_only_keeps_group_islands_inside_the_brain():
-    groups = np.array([0, 1, 2])
-    index = np.zeros((20, 20, 20), int)
-    index[2:18, 2:18, 2:18] = 2
-    index[4:8, 4:8, 4:8] = 1
-    index[12:15, 12:15, 12:15] = 1  # second piece of group 1, inside the brain
-    post = _one_hot(index, 3)
-    kept = keep_largest_components(post.copy(), groups, brain_only=True).argmax(-1)
-    np.testing.assert_array_equal(kept, index)
-    full = keep_largest_components(post.copy(), groups).argmax(-1)
-    assert np.all(full[12:15, 12:15, 12:15] == 0)  # removed: not connected to group 1's body
-
-
-def test_renormalise_empty_voxels_become_background():
-    post = np.array([[0.2, 0.2, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    out = renormalise(post)
-    np.testing.assert_allclose(out, [[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
 
 
 def test_largest_components_ties_and_given_extents():

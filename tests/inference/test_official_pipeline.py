@@ -18,7 +18,7 @@ from helpers import mni152, shipped_model
 from inference_fakes import phantom, voxel_network
 from scipy import ndimage
 
-from freesurfer_oracle import load_oracle, script_path
+from freesurfer_oracle import load_oracle, script_path, skip_or_fail
 from official_networks import build_networks, write_model_dir
 from synthseg_bids.core.io import load_image, save_image
 from synthseg_bids.inference import InferenceSettings, Segmenter, prepare_scan
@@ -71,7 +71,7 @@ def _noise_scan(tmp_path, shape=(32, 32, 32), seed=0):
 
 
 def test_file_names_are_mri_synthsegs():
-    text = script_path().read_text() if script_path() else pytest.skip("mri_synthseg script not installed")
+    text = script_path().read_text() if script_path() else skip_or_fail("mri_synthseg script not installed")
     for name in MODEL_FILES.values():
         assert f"'{name}'" in text, name
 

@@ -62,7 +62,7 @@ def test_write_result_all_or_nothing(tmp_path):
     result = Segmenter(voxel_network(), InferenceSettings(flip=False, shifts=1, min_size=8)).segment(Image(image, np.eye(4)))
     with pytest.raises(ValueError, match="posteriors were not computed"):
         write_result(result, labels=tmp_path / "a.nii.gz", posteriors=tmp_path / "p.nii.gz")
-    with pytest.raises(Exception):
+    with pytest.raises(ImageError, match=r"output name must end in one of \.nii\.gz, \.nii, \.mgz"):
         write_result(result, labels=tmp_path / "a.nii.gz", labels_conformed=tmp_path / "bad.txt")
     assert list(tmp_path.iterdir()) == []
 
