@@ -96,7 +96,7 @@ def _images_in_browser(tmp_path: Path, page: Path) -> list:
         proc = chromium(tmp_path, probe.as_uri(), "--virtual-time-budget=15000", "--dump-dom")
     finally:
         probe.unlink()
-    found = re.search(r'<pre id="image-check">(.*?)</pre>', proc.stdout, re.S)
+    found = re.search(r'<pre id="image-check">(.*?)</pre>', proc.stdout, re.DOTALL)
     assert found, f"chromium gave no DOM: {proc.stderr[-500:]}"
     return json.loads(found.group(1).replace("&quot;", '"'))
 
@@ -111,7 +111,7 @@ def test_group_report_dom_links_every_subject_and_loads_every_thumbnail(outputs,
         target, anchor = link.split("#")
         assert anchor in _Dom((page.parent / target).read_text()).ids
     assert {"flagged", "volumes", "qc", "scans"} <= dom.ids
-    flagged = re.search(r'<table class="flagged">(.*?)</table>', page.read_text(), re.S).group(1)
+    flagged = re.search(r'<table class="flagged">(.*?)</table>', page.read_text(), re.DOTALL).group(1)
     assert "sub-01_ses-1_T1w.nii.gz" in flagged and "QC flag" in flagged and "sub-03_T1w" in flagged
     assert "sub-02_T1w.nii.gz" not in flagged
     # every image: its file decodes (Pillow), and the browser decoded it (no broken image)

@@ -16,7 +16,11 @@ import pandas as pd
 import pytest
 from report_data import THRESHOLDS
 
-from synthseg_bids.bids.tables import gather_volumes, scan_table_problem, write_volumes_tsv
+from synthseg_bids.bids.tables import (
+    gather_volumes,
+    scan_table_problem,
+    write_volumes_tsv,
+)
 from synthseg_bids.cli.main import main
 from synthseg_bids.core.labels import default_label_table
 
