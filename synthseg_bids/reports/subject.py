@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import __version__
 from ..bids import DESC_PREFIX
-from ..bids.tables import ID_COLUMNS, NETWORK_QC_PREFIX, read_volumes_tsv
+from ..bids.tables import ID_COLUMNS, NETWORK_QC_PREFIX, read_volumes_tsv, scan_table_problem
 from ..core.io import atomic_write_text
 from .figures import display_colours, figure_labels
 from .methods import REFERENCES, closing_text, describe_record, intro_text, model_card
@@ -250,7 +250,10 @@ def write_subject_report(
     versions = dict(versions or {})
     lookup = _dseg_lookup(output_dir)
     tsvs = sorted((output_dir / f"sub-{subject}").rglob(f"*_desc-{DESC_PREFIX}*_volumes.tsv"))
-    scans = [_scan_section(tsv, output_dir, lookup) for tsv in tsvs]
+    problems = {tsv: scan_table_problem(tsv) for tsv in tsvs}
+    scans = [_scan_section(tsv, output_dir, lookup) for tsv in tsvs if problems[tsv] is None]
+    errors = [*(errors or []), *(f"{tsv.relative_to(output_dir).as_posix()}: incomplete volumes table, {problem} "
+                                 "(segment the scan again)" for tsv, problem in problems.items() if problem)]
     sidecars = {scan["source"]: scan["sidecar"] for scan in scans}
     n_parcels = int((lookup.index >= CORTICAL_PARCEL_MIN).sum())  # Desikan-Killiany rows (with --parc)
     n_structures = int((lookup.index != 0).sum()) - n_parcels

@@ -99,3 +99,14 @@ def test_report_of_a_subject_without_scans_lists_its_errors(tmp_path):
     page = write_subject_report(tmp_path, "07", errors=["sub-07_T1w.nii.gz: broken header"]).read_text()
     assert "No segmentation found for this subject." in page and "broken header" in page
     assert Path(tmp_path / "sub-07.html").is_file()
+
+
+def test_an_incomplete_table_is_listed_and_the_report_still_written(derivatives):
+    add_scan(derivatives, "sub-01_ses-1_T1w.nii.gz", figures=False)
+    broken = add_scan(derivatives, "sub-01_ses-2_T1w.nii.gz", figures=False)
+    broken.write_text(broken.read_text().splitlines()[0] + "\n")  # header only: a killed run
+    page = _Page(write_subject_report(derivatives, "01").read_text())
+    assert "sub-01_ses-1_T1w" in page.ids and "sub-01_ses-2_T1w" not in page.ids and "errors" in page.ids
+    text = (derivatives / "sub-01.html").read_text()
+    assert ("<strong>sub-01/ses-2/anat/sub-01_ses-2_desc-synthsegT1w_volumes.tsv</strong>: incomplete volumes "
+            "table, has 0 data rows instead of 1") in text
