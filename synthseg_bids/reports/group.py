@@ -30,7 +30,7 @@ from ..bids.tables import ID_COLUMNS, NETWORK_QC_PREFIX
 from ..core.io import atomic_write_text
 from .charts import distribution_row, scatter
 from .figures import THUMBNAIL_VARIANT
-from .render import render
+from .render import number, render
 from .subject import GROUP_REPORT, scan_id
 
 __all__ = ["AGE_STRUCTURES", "write_group_report"]
@@ -55,11 +55,6 @@ def _names_and_thresholds(sidecar: Path | None) -> tuple[dict[str, str], dict[st
     return names, {k: float(v) for k, v in ((data.get("QC") or {}).get("thresholds") or {}).items()}
 
 
-def _number(value: float) -> str:
-    """Axis end text: whole numbers from 100 up, three significant digits below."""
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
 def _paired(columns: list[str]) -> list[str]:
     """Columns with each ``right_*`` moved right after its ``left_*``."""
     ordered = []
@@ -76,9 +71,15 @@ def _link(row) -> str:
     return _SUBJECT_REPORT.format(participant=row["participant_id"], anchor=scan_id(str(row["source"])))
 
 
-def _label(row) -> str:
-    session = str(row["session_id"])
-    return " ".join(p for p in (str(row["participant_id"]), session if session != "n/a" else "", row["contrast"]))
+def _session(row) -> str:
+    """The scan's ``ses-<label>``, or ``""`` without sessions (``n/a`` in the table, read as missing)."""
+    session = row["session_id"]
+    return "" if pd.isna(session) or session == "n/a" else str(session)
+
+
+def _label(row, contrast: bool = True) -> str:
+    parts = (str(row["participant_id"]), _session(row), str(row["contrast"]) if contrast else "")
+    return " ".join(p for p in parts if p)
 
 
 def _structure_rows(table: pd.DataFrame, columns: list[str], names: dict, z_threshold: float):
@@ -95,13 +96,13 @@ def _structure_rows(table: pd.DataFrame, columns: list[str], names: dict, z_thre
             z = (shown - shown.mean()) / std if np.isfinite(std) and std > 0 else shown * np.nan
             far = z.index[np.abs(z) > z_threshold]
             marked = [{"value": float(shown[i]), "label": f"{_label(part.loc[i])}: {shown[i]:.3g} (z {z[i]:+.1f})",
-                       "href": _link(part.loc[i]), "name": _label(part.loc[i])} for i in far]
+                       "href": _link(part.loc[i]), "name": _label(part.loc[i], contrast=False)} for i in far]
             for i in far:
                 outliers.setdefault(i, []).append(f"{names.get(column, column)} (z {z[i]:+.1f})")
             chart = distribution_row(shown, marked)
             rows.append({"name": names.get(column, column), "column": column, "chart": chart,
                          "unit": "% of TIV" if relative else "cm³",
-                         "ends": (_number(chart["low"]), _number(chart["high"])) if not chart["empty"] else ("", ""),
+                         "ends": (number(chart["low"]), number(chart["high"])) if not chart["empty"] else ("", ""),
                          "marked": marked[:_MAX_NAMED], "more": max(len(marked) - _MAX_NAMED, 0)})
         sections.append({"contrast": contrast, "n": len(part), "rows": rows})
     return sections, outliers
@@ -158,7 +159,7 @@ def _thumbnails(table: pd.DataFrame, output_dir: Path) -> list[dict]:
     group_dir = output_dir / "group"
     items = []
     for _, row in table.iterrows():
-        session = "" if row["session_id"] == "n/a" else f"/{row['session_id']}"
+        session = f"/{_session(row)}" if _session(row) else ""
         source = f"/{row['participant_id']}{session}/anat/{row['source']}"
         try:
             path = derivative_path(source, output_dir, "dseg", ".png", datatype="figures", variant=THUMBNAIL_VARIANT)
