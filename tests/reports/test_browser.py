@@ -28,15 +28,14 @@ from synthseg_bids.reports.subject import write_subject_report
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-#: Appended to a copy of a page: loads every image eagerly and writes whether each one decoded.
+#: Appended to a copy of a page: loads every image eagerly and, once all loaded, writes each one's decoded width
+#: (0: a broken image, -1: not loaded).
 IMAGE_CHECK = """<script>
-window.addEventListener('load', async () => {
-  const images = [...document.images];
-  images.forEach(i => { i.loading = 'eager'; });
-  const states = await Promise.all(images.map(i => i.decode().then(() => i.naturalWidth, () => 0)));
+document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });
+window.addEventListener('load', () => {
   const out = document.createElement('pre');
   out.id = 'image-check';
-  out.textContent = JSON.stringify(images.map((i, k) => [i.getAttribute('src'), states[k]]));
+  out.textContent = JSON.stringify([...document.images].map(i => [i.getAttribute('src'), i.complete ? i.naturalWidth : -1]));
   document.body.appendChild(out);
 });
 </script>"""
