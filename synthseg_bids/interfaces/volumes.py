@@ -16,32 +16,16 @@ from nipype.interfaces.base import (
 )
 
 from ..bids.tables import (
-    ID_COLUMNS,
-    NETWORK_QC_PREFIX,
     OUTLIER_FORMATS,
     SUMMARY_FORMATS,
-    column_name,
     gather_volumes,
     group_summary,
-    read_volumes_tsv,
     scan_row,
-    volumes_sidecar,
     write_volumes_tsv,
 )
 from ..core.io import atomic_write_text, write_table
 
-__all__ = [
-    "ID_COLUMNS",
-    "NETWORK_QC_PREFIX",
-    "GroupVolumes",
-    "VolumesTable",
-    "column_name",
-    "group_summary",
-    "read_volumes_tsv",
-    "scan_row",
-    "volumes_sidecar",
-    "write_volumes_tsv",
-]
+__all__ = ["GroupVolumes", "VolumesTable"]
 
 
 class _VolumesTableInputSpec(BaseInterfaceInputSpec):

@@ -12,6 +12,7 @@ import pytest
 from helpers import make_toy_label_map, toy_affine
 
 from synthseg_bids.bids import derivative_path, parse_entities
+from synthseg_bids.bids.tables import group_summary
 from synthseg_bids.interfaces.bids import DerivativesDataSink
 from synthseg_bids.interfaces.evaluation import (
     CompareMethods,
@@ -20,7 +21,7 @@ from synthseg_bids.interfaces.evaluation import (
 )
 from synthseg_bids.interfaces.reports import SegmentationFigure
 from synthseg_bids.interfaces.segmentation import qc_to_dict
-from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable, group_summary
+from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable
 from synthseg_bids.reports.subject import write_subject_report
 
 
