@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -223,6 +224,7 @@ def run_participant(config) -> int:
                 n_scans, len(subjects), skipped, n_scans - skipped)
     versions = _versions(str(model), model_sha256)
     versions["n_structures"] = str(len(label_table) - 1)
+    versions.update(run_uuid=config.run_uuid, command=shlex.join(["synthseg-bids", *sys.argv[1:]]))
     failures = _run_participant_wf(config, todo, model_sha256, versions, run_log_dir)
     # a scan whose derivatives are incomplete counts as failed even without a failed node
     for scans in todo.values():
@@ -338,6 +340,9 @@ def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path)
     # previous scan's files are written (MultiProc and batch plugins run nodes elsewhere)
     workflow = init_participant_wf(config=config, subjects=todo, metadata=metadata, versions=versions,
                                    crashdump_dir=run_log_dir, look_ahead=plugin == "Linear")
+    from ..reports.methods import workflow_description, write_citation
+
+    write_citation(config.log_dir, workflow_description(workflow))
     _configure(workflow, config, run_log_dir)
     if plugin in LOCAL_PLUGINS:
         # Nipype checks for finished nodes every poll_sleep_duration (2 s by default): with
@@ -406,6 +411,7 @@ def run_group(config) -> int:
         predictions=predictions,
         reference_dir=str(reference) if reference else None,
         compare_dir=str(config.compare_dir) if config.compare_dir else None,
+        participants_tsv=str(Path(config.bids_dir) / "participants.tsv"),
     )
     _configure(workflow, config, run_log_dir)
     failed = []
@@ -416,5 +422,6 @@ def run_group(config) -> int:
         crashes = sorted(run_log_dir.glob("crash-*"), key=lambda p: p.stat().st_mtime)
         message = _node_error(failed[0]) if failed else "see the logs"
         return _error(f"group level failed: {message}" + (f" (crash file: {crashes[-1]})" if crashes else ""))
-    LOGGER.info("synthseg-bids: group tables written to %s", output_dir / "group")
+    LOGGER.info("synthseg-bids: group tables and report written to %s (open %s)", output_dir / "group",
+                output_dir / "group" / "report.html")
     return 0

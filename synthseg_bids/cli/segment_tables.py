@@ -18,7 +18,7 @@ also ``mri_synthseg``'s:
   found in neither prediction, or a column that a row of an earlier run lacks) is an empty cell.
 
 The BIDS tables differ only where BIDS asks: tab-separated, snake_case column names, ``n/a`` for
-a missing value (:mod:`synthseg_bids.interfaces.volumes`). Rows of an earlier run are kept as
+a missing value (:mod:`synthseg_bids.bids.tables`). Rows of an earlier run are kept as
 they were written.
 """
 

@@ -20,9 +20,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..bids import PARCELLATION_VARIANT, derivative_path, parcellation_sidecar, scan_sidecars
+from ..bids import (
+    PARCELLATION_VARIANT,
+    derivative_path,
+    parcellation_sidecar,
+    scan_sidecars,
+)
+from ..bids.tables import volumes_sidecar
 from ..core.io import atomic_path, atomic_write_text, image_suffix, strip_image_suffix
-from .volumes import volumes_sidecar
 
 __all__ = ["PARCELLATION_VARIANT", "DerivativesDataSink", "ScanSidecars"]
 

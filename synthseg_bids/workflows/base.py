@@ -11,9 +11,10 @@ from nipype.pipeline import engine as pe
 
 from ..inference.memory import segmentation_mem_gb
 from ..interfaces.reports import SubjectReport
+from ..reports.methods import closing_text, intro_text
 from .config import AppConfig
 from .outputs import init_derivatives_wf
-from .segmentation import init_segmentation_wf
+from .segmentation import configured_settings, init_segmentation_wf
 
 __all__ = [
     "init_participant_wf",
@@ -88,6 +89,15 @@ def init_participant_wf(
         Workflow name.
     """
     workflow = pe.Workflow(name=name)
+    versions = dict(versions or {})
+    settings = configured_settings(config.inference_overrides())
+    thresholds = {"confidence": settings["qc_min_confidence"]}
+    if settings["flip"]:
+        thresholds["flip dice"] = settings["qc_min_flip_dice"]
+    # methods text: this paragraph, each scan workflow's (segmentation settings), then the closing one
+    workflow.__desc__ = intro_text(versions.get("version", ""), [versions["model_sha256"]]
+                                   if versions.get("model_sha256") else [])
+    workflow.__postdesc__ = closing_text(thresholds, versions)
     if config.work_dir:
         workflow.base_dir = str(config.work_dir)
     order = segmentation_order(subjects)
@@ -203,6 +213,7 @@ def init_single_subject_wf(
                 ("outputnode.out_volumes", "inputnode.out_volumes"),
                 ("outputnode.out_results", "inputnode.out_results"),
                 ("outputnode.out_figure", "inputnode.out_figure"),
+                ("outputnode.out_thumbnail", "inputnode.out_thumbnail"),
             ]),
         ])  # fmt: skip
         if config.write_posteriors:

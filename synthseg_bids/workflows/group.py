@@ -8,6 +8,7 @@ from typing import Sequence
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from ..interfaces.reports import GroupReport
 from ..interfaces.volumes import GroupVolumes
 from .evaluation import init_evaluation_wf
 
@@ -21,6 +22,7 @@ def init_group_wf(
     predictions: Sequence[str] = (),
     reference_dir: str | None = None,
     compare_dir: str | None = None,
+    participants_tsv: str | None = None,
     name: str = "group_wf",
 ):
     """Group tables in ``<output_dir>/group/``.
@@ -32,6 +34,8 @@ def init_group_wf(
     the other method's ``compare_scores.tsv``/``compare_summary.tsv`` and the paired
     Wilcoxon table ``comparison.tsv``. With ``compare_dir`` but no reference, the other
     method serves as reference: ``agreement_scores.tsv``/``agreement_summary.tsv``.
+    Last, the group report ``report.html`` (:class:`~synthseg_bids.interfaces.reports.GroupReport`),
+    next to the tables it shows.
 
     Workflow Graph
         .. workflow::
@@ -51,6 +55,9 @@ def init_group_wf(
         Label maps to evaluate.
     reference_dir, compare_dir : str, optional
         Reference segmentations and a second method's outputs.
+    participants_tsv : str, optional
+        The input dataset's ``participants.tsv``: the report plots volumes against
+        ``age`` (coloured by ``sex``) when it has that column.
     name : str
         Workflow name.
     """
@@ -64,9 +71,20 @@ def init_group_wf(
         node.inputs.out_file = str(Path(group_dir) / filename)
         return node
 
-    for field, filename in (("out_volumes", "volumes.tsv"), ("out_summary", "summary.tsv"),
-                            ("out_outliers", "outliers.tsv")):
-        workflow.connect(gather, field, store(f"ds_{Path(filename).stem}", filename), "in_file")
+    report = pe.Node(GroupReport(output_dir=str(output_dir), in_tsvs=list(volumes_files)), name="report",
+                     run_without_submitting=True)
+    if participants_tsv and Path(participants_tsv).is_file():
+        report.inputs.participants_tsv = str(participants_tsv)
+    tables = pe.Node(niu.Merge(3), name="wait_for_tables", run_without_submitting=True)
+    for slot, (field, filename) in enumerate((("out_volumes", "volumes.tsv"), ("out_summary", "summary.tsv"),
+                                              ("out_outliers", "outliers.tsv")), start=1):
+        ds_table = store(f"ds_{Path(filename).stem}", filename)
+        workflow.connect([(gather, ds_table, [(field, "in_file")]), (ds_table, tables, [("out_file", f"in{slot}")])])
+    workflow.connect([
+        (gather, report, [("out_incomplete", "in_incomplete")]),
+        (tables, report, [("out", "wait_for")]),
+    ])  # fmt: skip
+    workflow.connect(tables, ("out", _first), report, "in_volumes")
 
     if predictions and (reference_dir or compare_dir):
         compare = bool(reference_dir and compare_dir)
@@ -84,6 +102,10 @@ def init_group_wf(
         for field, filename in outputs:
             workflow.connect(eval_wf, f"outputnode.{field}", store(f"ds_{Path(filename).stem}", filename), "in_file")
     return workflow
+
+
+def _first(files):
+    return files[0]
 
 
 def store_file(in_file, out_file):

@@ -6,6 +6,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from ..interfaces.bids import PARCELLATION_VARIANT, DerivativesDataSink, ScanSidecars
+from ..reports.figures import THUMBNAIL_VARIANT
 
 __all__ = ["LAST_SINK", "init_derivatives_wf"]
 
@@ -55,19 +56,20 @@ def init_derivatives_wf(
     ------
     source_file
         The BIDS scan that was segmented.
-    out_dseg, out_probseg, out_parc_dseg, out_volumes, out_results, out_figure
+    out_dseg, out_probseg, out_parc_dseg, out_volumes, out_results, out_figure, out_thumbnail
         Outputs of :func:`~synthseg_bids.workflows.segmentation.init_segmentation_wf`.
 
     Outputs
     -------
-    dseg, probseg, parc_dseg, volumes, figure
-        The derivative files written.
+    dseg, probseg, parc_dseg, volumes, figure, thumbnail
+        The derivative files written (the thumbnail: ``figures/<entities>_desc-synthsegthumb<contrast>_dseg.png``).
     """
     metadata = dict(metadata or {})
     workflow = pe.Workflow(name=name)
-    fields = ["source_file", "out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure"]
+    fields = ["source_file", "out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure",
+              "out_thumbnail"]
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=["dseg", "probseg", "parc_dseg", "volumes", "figure"]),
+    outputnode = pe.Node(niu.IdentityInterface(fields=["dseg", "probseg", "parc_dseg", "volumes", "figure", "thumbnail"]),
                          name="outputnode")
 
     provenance = pe.Node(ScanSidecars(), name="provenance", run_without_submitting=True)
@@ -82,8 +84,9 @@ def init_derivatives_wf(
 
     ds_dseg = sink("ds_dseg", "dseg")
     ds_figure = sink("ds_figure", "dseg", datatype="figures")
+    ds_thumbnail = sink("ds_thumbnail", "dseg", datatype="figures", variant=THUMBNAIL_VARIANT)
     ds_volumes = sink(LAST_SINK, "volumes")
-    wait = pe.Node(niu.Merge(4), name="wait", run_without_submitting=True)
+    wait = pe.Node(niu.Merge(5), name="wait", run_without_submitting=True)
 
     workflow.connect([
         (inputnode, provenance, [("source_file", "source_file"), ("out_results", "in_results")]),
@@ -94,6 +97,9 @@ def init_derivatives_wf(
         (provenance, ds_volumes, [("volumes_meta", "meta_dict")]),
         (ds_dseg, wait, [("out_file", "in1")]),
         (ds_figure, wait, [("out_file", "in2")]),
+        (inputnode, ds_thumbnail, [("source_file", "source_file"), ("out_thumbnail", "in_file")]),
+        (ds_thumbnail, wait, [("out_file", "in5")]),
+        (ds_thumbnail, outputnode, [("out_file", "thumbnail")]),
         (wait, ds_volumes, [("out", "depends_on")]),
         (ds_dseg, outputnode, [("out_file", "dseg")]),
         (ds_figure, outputnode, [("out_file", "figure")]),

@@ -9,8 +9,16 @@ from ..inference.memory import segmentation_mem_gb
 from ..interfaces.reports import SegmentationFigure
 from ..interfaces.segmentation import SynthSeg
 from ..interfaces.volumes import VolumesTable
+from ..reports.methods import describe_record
 
-__all__ = ["init_segmentation_wf"]
+__all__ = ["configured_settings", "init_segmentation_wf"]
+
+
+def configured_settings(overrides: dict | None = None) -> dict:
+    """The :class:`~synthseg_bids.inference.InferenceSettings` fields a segmentation runs with (defaults + ``overrides``)."""
+    from ..inference.settings import InferenceSettings
+
+    return {**InferenceSettings().to_dict(), **dict(overrides or {})}
 
 
 def init_segmentation_wf(
@@ -96,13 +104,18 @@ def init_segmentation_wf(
     out_results
         JSON with volumes, QC, label table and model.
     out_figure
-        PNG of the segmentation over the scan.
+        PNG mosaic of the scan, plain (top half) and with its labels (bottom half).
+    out_thumbnail
+        Small PNG overlay for the group report.
     """
     workflow = pe.Workflow(name=name)
+    # methods text of what this workflow is configured to do (what ran is in each scan's sidecar)
+    workflow.__desc__ = describe_record({"settings": configured_settings(inference_settings)})
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "source_file"]), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(
-            fields=["out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure"]
+            fields=["out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure",
+                    "out_thumbnail"]
         ),
         name="outputnode",
     )
@@ -139,7 +152,7 @@ def init_segmentation_wf(
         (segment, figure, [("out_dseg", "in_dseg")]),
         (segment, outputnode, [("out_dseg", "out_dseg"), ("out_results", "out_results")]),
         (volumes, outputnode, [("out_tsv", "out_volumes")]),
-        (figure, outputnode, [("out_figure", "out_figure")]),
+        (figure, outputnode, [("out_figure", "out_figure"), ("out_thumbnail", "out_thumbnail")]),
     ])  # fmt: skip
     if write_posteriors:
         workflow.connect(segment, "out_probseg", outputnode, "out_probseg")

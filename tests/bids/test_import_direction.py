@@ -33,6 +33,7 @@ def imported_modules(path: Path) -> set[str]:
         ("interfaces", ("synthseg_bids.workflows", "synthseg_bids.cli")),
         ("workflows", ("synthseg_bids.cli",)),
         ("core", ("bids", "nipype", "synthseg_bids.bids", "synthseg_bids.interfaces")),
+        ("reports", ("nipype", "synthseg_bids.interfaces", "synthseg_bids.workflows", "synthseg_bids.cli")),
     ],
 )
 def test_layer_imports_point_down(layer, forbidden):

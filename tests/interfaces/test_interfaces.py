@@ -9,15 +9,20 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_toy_label_map, toy_affine
 
 from synthseg_bids.bids import derivative_path, parse_entities
+from synthseg_bids.bids.tables import group_summary
 from synthseg_bids.interfaces.bids import DerivativesDataSink
-from synthseg_bids.interfaces.evaluation import CompareMethods, EvaluateSegmentations, row_key
-from synthseg_bids.interfaces.reports import SegmentationFigure, write_subject_report
+from synthseg_bids.interfaces.evaluation import (
+    CompareMethods,
+    EvaluateSegmentations,
+    row_key,
+)
+from synthseg_bids.interfaces.reports import SegmentationFigure
 from synthseg_bids.interfaces.segmentation import qc_to_dict
-from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable, group_summary
-
-from helpers import make_toy_label_map, toy_affine
+from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable
+from synthseg_bids.reports.subject import write_subject_report
 
 
 def test_derivative_names_keep_entities_and_contrast():

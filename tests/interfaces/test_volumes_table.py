@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_toy_label_map
 
+from synthseg_bids.bids.tables import column_name, volumes_sidecar
 from synthseg_bids.core.labels import default_label_table
 from synthseg_bids.core.volumes import volumes_from_labels
-from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable, column_name, volumes_sidecar
-
-from helpers import make_toy_label_map
+from synthseg_bids.interfaces.volumes import GroupVolumes, VolumesTable
 
 SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 VOXEL = np.diag([1.2, 1.2, 1.2, 1.0])  # 1.728 mm^3 per voxel

@@ -30,7 +30,8 @@ def test_segmentation_wf_interface():
     assert wf.name == "segmentation_wf"
     assert set(wf.get_node("inputnode").inputs.copyable_trait_names()) == {"in_file", "source_file"}
     outputs = set(wf.get_node("outputnode").inputs.copyable_trait_names())
-    assert outputs == {"out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure"}
+    assert outputs == {"out_dseg", "out_probseg", "out_parc_dseg", "out_volumes", "out_results", "out_figure",
+                       "out_thumbnail"}
 
 
 def test_participant_wf_has_one_branch_per_scan(tmp_path):
