@@ -81,7 +81,7 @@ _POSTPROCESS = {
     "brain": "only the largest connected component of the whole brain was kept",
     "none": "no connected-component clean-up was applied",
 }
-_BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+_BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX"}
 
 
 def _named(name: str, version: str | None) -> str:
@@ -130,6 +130,34 @@ def describe_flip(record: dict) -> str:
     return "Test-time left/right flip augmentation was off."
 
 
+def describe_precision(record: dict) -> str:
+    """The network's arithmetic: the precision that ran (a record of what ran), else the one configured."""
+    ran = record.get("precision")
+    if ran is None:
+        configured = (record.get("settings") or {}).get("precision")
+        if configured is None:
+            return ""
+        if configured == "auto":
+            return ("The network computed in bfloat16 where the device has native bfloat16 arithmetic, in float32 "
+                    "elsewhere.")
+        ran = configured
+    if ran == "bfloat16":
+        return ("The network computed in bfloat16 (Keras mixed precision: float32 weights and posteriors, bfloat16 "
+                "arithmetic).")
+    return "The network computed in float32."
+
+
+def describe_ensemble(record: dict) -> str:
+    """Test-time ensemble of shifted windows."""
+    settings = record.get("settings")
+    if settings is None or int(settings.get("shifts", 1)) <= 1:
+        return ""
+    shifts = int(settings["shifts"])
+    return (f"The posteriors were averaged over {shifts} copies of the network's input window shifted by "
+            "fractions of the network's size multiple along every axis (a test-time ensemble over the phases of the "
+            "U-Net's pooling grid)" + (", each with its flipped copy." if settings.get("flip", True) else "."))
+
+
 def describe_postprocessing(record: dict) -> str:
     """Posterior smoothing, connected-component clean-up, and the grid of the label map."""
     settings = record.get("settings")
@@ -148,7 +176,9 @@ def describe_postprocessing(record: dict) -> str:
 DESCRIBERS: tuple[Callable[[dict], str], ...] = (
     describe_preprocessing,
     describe_execution,
+    describe_precision,
     describe_flip,
+    describe_ensemble,
     describe_postprocessing,
 )
 

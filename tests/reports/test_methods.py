@@ -89,3 +89,17 @@ def test_model_card_matches_the_shipped_file_and_the_measurements():
     t2 = contrast[(contrast.condition == "t2 5mm") & (contrast.grid == "input")]["mean_dice"].iloc[0]
     expected = [curve["mean_dice"].iloc[-1], t1, t2, mni["white matter"], mni["grey matter"]]
     assert [a["value"] for a in card["accuracy"]] == pytest.approx(expected, abs=6e-4)
+
+
+def test_precision_and_ensemble_are_described_as_configured_and_as_ran():
+    from synthseg_bids.reports.methods import describe_ensemble, describe_precision
+
+    auto = {"settings": {"precision": "auto", "shifts": 2, "flip": True}}
+    assert "in bfloat16 where the device has native bfloat16 arithmetic" in describe_precision(auto)
+    assert "averaged over 2 copies" in describe_ensemble(auto) and "each with its flipped copy" in describe_ensemble(auto)
+    ran = {**auto, "precision": "float32"}  # what a run records: the precision it resolved to
+    assert describe_precision(ran) == "The network computed in float32."
+    assert "bfloat16 arithmetic" in describe_precision({"precision": "bfloat16"})
+    assert describe_ensemble({"settings": {"shifts": 1}}) == ""  # one window: no ensemble to describe
+    text = describe_record(ran)
+    assert text.index("computed in float32") < text.index("averaged over 2 copies")
