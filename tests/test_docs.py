@@ -48,6 +48,11 @@ def test_site_builds_without_warnings(tmp_path):
     built = {p.relative_to(out) for p in out.rglob("*.html")}
     assert expected <= built, sorted(map(str, expected - built))
     assert "SurfaceDistances" in (out / "api" / "evaluation.html").read_text()  # the API pages have content
+    # one drawn graph per ``.. workflow::`` directive of the package's docstrings, none empty, none repeated
+    directives = sum(p.read_text().count(".. workflow::") for p in (ROOT / "synthseg_bids").rglob("*.py"))
+    graphs = [p.read_bytes() for p in (out / "_images").glob("workflows-*.png")]
+    assert len(graphs) == directives and len(set(graphs)) == directives
+    assert min(int.from_bytes(g[16:20], "big") for g in graphs) > 100  # PNG width: a graph, not an empty canvas
 
 
 def test_readme_links_to_existing_pages():
