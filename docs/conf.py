@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from synthseg_bids import __version__  # noqa: E402
+from synthseg_bids import __version__
 
 project = "synthseg-bids"
 author = "synthseg-bids developers"

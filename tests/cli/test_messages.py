@@ -72,8 +72,8 @@ def test_example_command_has_its_own_name(capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         example_main([str(tmp_path / "x"), "--resolution", "0"])
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == ["synthseg-bids-example: error: --resolution must be "
-                                                            "positive, got 0.0"]
+    expected = "synthseg-bids-example: error: --resolution must be positive, got 0.0"
+    assert capsys.readouterr().err.strip().splitlines() == [expected]
 
 
 # -- unknown sessions are reported as unknown participants are --------------------------------
