@@ -1,7 +1,10 @@
 """Arguments shared by the ``synthseg-bids`` commands.
 
-Argparse ``type=`` callables raise :class:`argparse.ArgumentTypeError`; argparse turns it
-into the usual one line ``PROG: error: argument --option: <problem>`` and exit status 2.
+Every command's parser is a :class:`CommandParser`: a usage error is one line
+``PROG: error: <problem>`` on stderr and exit status 2; the usage block comes only with
+``--help``, or before the error when no arguments were given at all. Argparse ``type=``
+callables raise :class:`argparse.ArgumentTypeError`, which becomes such a line
+(``PROG: error: argument --option: <problem>``).
 :func:`add_official_model_options` and :func:`model_choice_problem` are the one home of
 ``mri_synthseg``'s choice of published networks (``--model-dir DIR [--v1 | --robust] [--parc]``),
 used by the BIDS-App and by ``synthseg-bids segment``.
@@ -10,10 +13,12 @@ used by the BIDS-App and by ``synthseg-bids segment``.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, NoReturn, Sequence
 
 __all__ = [
     "OFFICIAL_SWITCHES",
+    "CommandParser",
     "add_accuracy_options",
     "add_official_model_options",
     "model_choice_problem",
@@ -22,6 +27,26 @@ __all__ = [
 
 #: The switches of :func:`add_official_model_options` that need ``--model-dir``.
 OFFICIAL_SWITCHES = ("v1", "robust", "parc")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, without the usage block.
+
+    The usage is printed before the error only when the command was given no arguments
+    (a first try, where it helps); ``--help`` prints it as always.
+    """
+
+    _given_nothing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None):
+        self._given_nothing = not (sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: message`` (after the usage only when no arguments were given); exit 2."""
+        if self._given_nothing:
+            self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def positive_int(text: str) -> int:

@@ -29,6 +29,7 @@ from ..core.evaluation import (
 )
 from ..core.io import ImageError
 from ..core.stats import CORRECTIONS
+from .arguments import CommandParser
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -47,7 +48,7 @@ def _percentile(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of ``synthseg-bids evaluate``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Score predicted label maps against references: Dice, Hausdorff distance, "
         "its percentile and mean surface distance (mm) per structure.",

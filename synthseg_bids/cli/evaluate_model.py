@@ -81,7 +81,7 @@ import numpy as np
 from ..core.io import write_table
 from ..core.settings import Settings, SettingsError
 from ..generator.scans import T2_CLASS_MEANS
-from .arguments import positive_int
+from .arguments import CommandParser, positive_int
 
 __all__ = ["CONTRASTS", "PROG", "RESOLUTIONS", "STAGES", "ModelEvaluationSettings", "build_parser", "main"]
 
@@ -384,7 +384,7 @@ def stage_mni(args, settings: ModelEvaluationSettings, out: Path, work: Path) ->
 def build_parser() -> argparse.ArgumentParser:
     from ..inference.segmenter import default_model_path
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    parser = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="curve,contrast,mni", help="comma-separated: curve, contrast, mni")
     parser.add_argument("--settings", default="evaluate_model",

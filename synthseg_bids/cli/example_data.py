@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m synthseg_bids.cli.example_data OUT [--resolution MM] [--subjects N] [--force]
+    synthseg-bids-example OUT [--resolution MM] [--subjects N] [--force]
 
 The scans are made from the MNI152 (ICBM 2009a) template shipped inside the
 ``nilearn`` package (read as a file; nilearn is not imported): a T1w resampled to the
@@ -23,7 +23,6 @@ The dataset passes the official BIDS validator.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import shutil
@@ -36,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.io import atomic_write_text, save_image
+from .arguments import CommandParser
 
 __all__ = ["main", "make_example_dataset", "template_path"]
 
@@ -174,8 +174,8 @@ def make_example_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m synthseg_bids.cli.example_data",
+    parser = CommandParser(
+        prog="synthseg-bids-example",
         description="Write a tiny BIDS dataset (two subjects, T1w and T2w-like scans) built offline from "
         "the MNI152 template shipped with nilearn.",
     )
@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = make_example_dataset(args.out_dir, resolution_mm=args.resolution, n_subjects=args.subjects,
                                    force=args.force)
     except (FileExistsError, FileNotFoundError) as err:
-        print(f"example_data: error: {err}", file=sys.stderr)
+        print(f"synthseg-bids-example: error: {err}", file=sys.stderr)
         return 1
     print(out)
     return 0

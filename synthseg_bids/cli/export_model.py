@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
+from .arguments import CommandParser
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -32,7 +33,7 @@ PROG = "synthseg-bids export-model"
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of ``synthseg-bids export-model`` (imports nothing heavy)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Write a synthseg-bids model file (.npz) as a Keras 2 weights-only .h5 file in SynthSeg's "
         "layout (layer names and channel order of SynthSeg's published networks), for FreeSurfer's mri_synthseg "

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .arguments import positive_int
+from .arguments import CommandParser, positive_int
 
 __all__ = ["DEFAULT_LABELS", "PROG", "build_parser", "main", "write_montage"]
 
@@ -31,7 +31,7 @@ DEFAULT_LABELS = Path("..") / "shared" / "data" / "synthseg" / "training_label_m
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    parser = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS,
                         help=f"folder of label maps (default {DEFAULT_LABELS})")

@@ -2,7 +2,8 @@
 
 ``_build_parser()`` only builds the parser; :func:`parse_args` parses, checks the
 arguments against the file system (through ``parser.error``: one line
-``synthseg-bids: error: ...`` on stderr, exit status 2) and returns an
+``synthseg-bids: error: ...`` on stderr, exit status 2; requested participants and
+sessions must have their ``sub-*`` / ``ses-*`` folders) and returns an
 :class:`~synthseg_bids.workflows.config.AppConfig`. Nothing here imports TensorFlow,
 pybids or Nipype, so ``--help`` and ``--version`` are fast.
 """
@@ -21,6 +22,7 @@ from typing import Sequence
 from .. import __version__
 from .arguments import (
     OFFICIAL_SWITCHES,
+    CommandParser,
     add_accuracy_options,
     add_official_model_options,
     model_choice_problem,
@@ -108,7 +110,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _build_parser() -> argparse.ArgumentParser:
     """The BIDS-App argument parser (no checks that touch the file system happen here)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description=f"synthseg-bids {__version__}: contrast- and resolution-agnostic brain segmentation "
         "(SynthSeg's method) of every anatomical scan of a BIDS dataset. Tool subcommands: "
@@ -227,14 +229,14 @@ def parse_args(args: Sequence[str] | None = None):
             parser.error(f"{option}: invalid label(s) {', '.join(map(repr, bad))}; BIDS labels are letters and "
                          "digits only (no '/', '..', '_' or '-')")
     participants = tuple(dict.fromkeys(opts.participant_label or ()))
+    sessions = tuple(dict.fromkeys(opts.session_label or ()))
+    subject_dirs = [p for p in bids_dir.glob("sub-*") if p.is_dir()]
+    _check_present(parser, "participant", participants, {p.name[4:] for p in subject_dirs}, f"in {bids_dir}")
     if participants:
-        present = {p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir()}
-        missing = [p for p in participants if p not in present]
-        if missing:
-            parser.error(
-                f"participant label(s) not found in {bids_dir}: {', '.join(missing)} "
-                f"(available: {', '.join(sorted(present)) or 'none'})"
-            )
+        subject_dirs = [p for p in subject_dirs if p.name[4:] in participants]
+    where = f"in {bids_dir}" + (f" for participant(s) {', '.join(participants)}" if participants else "")
+    _check_present(parser, "session", sessions, {s.name[4:] for d in subject_dirs for s in d.glob("ses-*")
+                                                 if s.is_dir()}, where)
     problem = model_choice_problem(opts, (*OFFICIAL_SWITCHES, "qc"))
     if problem is not None:
         parser.error(problem)
@@ -268,7 +270,7 @@ def parse_args(args: Sequence[str] | None = None):
         output_dir=output_dir,
         work_dir=work_dir,
         participant_label=participants,
-        session_label=tuple(dict.fromkeys(opts.session_label or ())),
+        session_label=sessions,
         bids_filters=opts.bids_filters or "",
         network_qc=opts.qc,
         omp_nthreads=opts.omp_nthreads or 0,
@@ -276,6 +278,15 @@ def parse_args(args: Sequence[str] | None = None):
         verbosity=opts.verbose_count,
         **{name: getattr(opts, name) for name in _AS_GIVEN},
     )
+
+
+def _check_present(parser: argparse.ArgumentParser, kind: str, wanted: Sequence[str], present: set[str],
+                   where: str) -> None:
+    """A usage error when a requested participant or session label has no folder, listing those there are."""
+    missing = [label for label in wanted if label not in present]
+    if missing:
+        parser.error(f"{kind} label(s) not found {where}: {', '.join(missing)} "
+                     f"(available: {', '.join(sorted(present)) or 'none'})")
 
 
 def _same(path: Path, folder: Path) -> bool:

@@ -10,9 +10,10 @@ Nipype workflow's. Participant level:
 3. build :func:`~synthseg_bids.workflows.base.init_participant_wf` (segmentation,
    derivatives, figures and each subject's report) and run it with the chosen plugin
    (Linear and MultiProc in their scan-by-scan form, :mod:`.plugins`);
-4. summarise: a line per finished scan while it runs (count, seconds, time left, from
-   Nipype's status callback in this process, whatever the plugin runs the nodes in),
-   then the totals, the reports, and a line per failed scan naming its crash file
+4. summarise: a line per finished scan while it runs (count, the scan's own time, the
+   wall time since the previous scan finished, time left; from Nipype's status callback
+   in this process, whatever the plugin runs the nodes in), then the totals with the
+   run's total time, the reports, and a line per failed scan naming its crash file
    (``<output_dir>/logs/<run_uuid>/<scan>/crash-*.txt``).
 
 Exit status: 0 every selected scan is done, 1 some failed (or bad dataset), 2 bad
@@ -20,7 +21,8 @@ command line.
 
 Group level: gathers every volumes table of ``output_dir`` into ``group/``
 (volumes, summary, outliers) and, with reference segmentations, the evaluation tables
-and the Wilcoxon comparison with ``--compare-dir``.
+and the Wilcoxon comparison with ``--compare-dir``. It keeps nothing in the work folder:
+Nipype's files go to a temporary folder inside it, removed at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -65,6 +68,7 @@ def _setup_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the BIDS-App; returns the exit status (never raises SystemExit)."""
+    started = time.perf_counter()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     from .parser import parse_args
 
@@ -75,13 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(config.verbosity)
     from ..bids import BIDSError
 
-    LOGGER.info("synthseg-bids %s level: %s -> %s; work folder %s (Nipype's intermediate files, reused by "
-                "re-runs; -w to choose another)", config.analysis_level, config.bids_dir, config.output_dir,
-                config.work_dir)
     try:
         if config.analysis_level == "participant":
-            return run_participant(config)
-        return run_group(config)
+            LOGGER.info("synthseg-bids participant level: %s -> %s; work folder %s (Nipype's intermediate files, "
+                        "reused by re-runs; -w to choose another)", config.bids_dir, config.output_dir,
+                        config.work_dir)
+            return run_participant(config, started)
+        LOGGER.info("synthseg-bids group level: %s -> %s", config.output_dir, Path(config.output_dir) / "group")
+        return run_group(config, started)
     except BIDSError as err:
         return _error(str(err))
     except OSError as err:  # output/work folder not writable, disk full, a file where a folder is expected...
@@ -115,10 +120,8 @@ def _resolve_model(config) -> Path:
         return files.segmentation.resolve()
     if config.model:
         return Path(config.model).resolve()
-    try:
-        from ..inference import default_model_path
-    except ImportError as err:
-        raise BIDSError(f"no default model available ({err}); give one with --model") from None
+    from ..inference import default_model_path
+
     path = Path(default_model_path())
     if not path.is_file():
         raise BIDSError(f"the default model {path} is missing; give one with --model")
@@ -158,7 +161,8 @@ def _user_name() -> str:
         return str(os.getuid())
 
 
-def run_participant(config) -> int:
+def run_participant(config, started: float) -> int:
+    """Segment the selected scans (``started``: ``time.perf_counter()`` when the command began)."""
     from ..bids import (
         collect_scans,
         remove_stale_temporaries,
@@ -233,9 +237,12 @@ def run_participant(config) -> int:
                 failures[scan] = ("outputs are incomplete (see the logs)", _crash_file(run_log_dir, scan))
     if failures:
         _write_failure_reports(config, subjects, failures, versions, run_log_dir)
+    from ..core.progress import format_duration
+
     done = n_scans - len(failures)
-    LOGGER.info("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; outputs in %s",
-                done, n_scans, skipped, len(failures), output_dir)
+    LOGGER.info("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; total time %s; "
+                "outputs in %s", done, n_scans, skipped, len(failures),
+                format_duration(time.perf_counter() - started), output_dir)
     reports = [output_dir / f"sub-{s}.html" for s in subjects if (output_dir / f"sub-{s}.html").is_file()]
     if reports:
         LOGGER.info("reports: %s", " ".join(map(str, reports)))
@@ -251,7 +258,9 @@ class _ScanTracker:
     Called in this process by every plugin that supports status callbacks (Linear,
     MultiProc, and the SLURM/SGE/PBS batch plugins), whichever process ran the node.
     A scan is finished when its last derivative sink ends, failed when any of its nodes
-    raises.
+    raises. Its line gives the scan's own time (first node started to last node ended)
+    and the wall time since the previous scan finished: with several processes the scans'
+    own times overlap, and the gaps add up to the run's wall time.
     """
 
     def __init__(self, scans: Sequence[str], bids_dir: Path, last_sink: str) -> None:
@@ -288,12 +297,14 @@ class _ScanTracker:
         from ..core.progress import format_duration
 
         self.finished.add(scan)
-        self._progress.advance(now - self._previous)  # wall time between completions: ETA right with parallel nodes
+        gap = now - self._previous
+        self._progress.advance(gap)  # wall time between completions: ETA right with parallel nodes
         self._previous = now
         took = now - self._started.get(scan, now)
-        LOGGER.info("[%d/%d] %s %s %s (eta %s)", self._progress.finished, self._progress.total,
-                    Path(scan).relative_to(self._bids_dir), outcome, format_duration(took),
-                    format_duration(self._progress.eta()))
+        since = "since the workflow started" if self._progress.finished == 1 else "after the previous scan"
+        LOGGER.info("[%d/%d] %s %s %s, %s %s (eta %s)", self._progress.finished, self._progress.total,
+                    Path(scan).relative_to(self._bids_dir), outcome, format_duration(took), format_duration(gap),
+                    since, format_duration(self._progress.eta()))
 
 
 def _node_error(node) -> str:
@@ -313,8 +324,8 @@ def _crash_file(run_log_dir: Path, scan: str) -> Path | None:
     return crashes[-1] if crashes else None
 
 
-def _configure(workflow, config, run_log_dir: Path) -> None:
-    workflow.base_dir = str(config.work_dir)
+def _configure(workflow, config, run_log_dir: Path, base_dir: str | None = None) -> None:
+    workflow.base_dir = base_dir or str(config.work_dir)
     workflow.config["execution"].update({
         "crashdump_dir": str(run_log_dir),
         "crashfile_format": "txt",
@@ -381,8 +392,10 @@ def _write_failure_reports(config, subjects, failures, versions, run_log_dir: Pa
     workflow.run(plugin="Linear")
 
 
-def run_group(config) -> int:
+def run_group(config, started: float) -> int:
+    """Write the group tables (``started``: ``time.perf_counter()`` when the command began)."""
     from ..bids import BIDSError
+    from ..core.progress import format_duration
 
     output_dir = Path(config.output_dir)
     tsvs = sorted(p for p in output_dir.glob("sub-*/**/*_volumes.tsv"))
@@ -413,15 +426,23 @@ def run_group(config) -> int:
         compare_dir=str(config.compare_dir) if config.compare_dir else None,
         participants_tsv=str(Path(config.bids_dir) / "participants.tsv"),
     )
-    _configure(workflow, config, run_log_dir)
     failed = []
+    work_dir = Path(config.work_dir)
+    made_work_dir = not work_dir.exists()
+    work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        workflow.run(plugin="Linear", plugin_args={"status_callback": lambda node, status: (
-            failed.append(node) if status == "exception" else None)})
+        with tempfile.TemporaryDirectory(prefix="group_", dir=work_dir) as scratch:
+            _configure(workflow, config, run_log_dir, base_dir=scratch)
+            workflow.run(plugin="Linear", plugin_args={"status_callback": lambda node, status: (
+                failed.append(node) if status == "exception" else None)})
     except RuntimeError:
         crashes = sorted(run_log_dir.glob("crash-*"), key=lambda p: p.stat().st_mtime)
         message = _node_error(failed[0]) if failed else "see the logs"
         return _error(f"group level failed: {message}" + (f" (crash file: {crashes[-1]})" if crashes else ""))
-    LOGGER.info("synthseg-bids: group tables and report written to %s (open %s)", output_dir / "group",
-                output_dir / "group" / "report.html")
+    finally:
+        if made_work_dir and not any(work_dir.iterdir()):
+            work_dir.rmdir()
+    LOGGER.info("synthseg-bids: group tables and report written to %s (open %s); total time %s", output_dir / "group",
+                output_dir / "group" / "report.html",
+                format_duration(time.perf_counter() - started))
     return 0

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .arguments import positive_int
+from .arguments import CommandParser, positive_int
 
 __all__ = ["PROG", "build_parser", "main"]
 
@@ -41,7 +41,7 @@ PROG = "synthseg-bids train"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    parser = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, help="folder of training label maps")
     parser.add_argument("--out", type=Path, required=True, help="model folder (checkpoints, log, model.npz)")

@@ -189,9 +189,9 @@ class LabelsToImage(keras.layers.Layer):
     ``call(indices)`` takes an integer tensor (B, X, Y, Z) of indices into
     ``spec.generation_labels`` (axis 0 left -> right) and returns
 
-    - ``image``: (B, *output_shape, 1) float32 in [0, 1] (un-normalised intensities when
+    - ``image``: ``(B, *output_shape, 1)`` float32 in [0, 1] (un-normalised intensities when
       ``settings.normalise`` is off);
-    - ``target``: (B, *output_shape, K) float32 one-hot over ``spec.label_table`` channels.
+    - ``target``: ``(B, *output_shape, K)`` float32 one-hot over ``spec.label_table`` channels.
 
     Steps (each switchable): affine + diffeomorphic deformation, random crop, left/right
     flip with label swap, Gaussian mixture sampling, bias field, clipping + min-max
@@ -306,9 +306,9 @@ class LabelsToImage(keras.layers.Layer):
         -------
         dict of str to float32 tensor
             ``affine`` (B, 3, 3); ``translation`` (B, 3) input voxels; ``crop_shift`` (B, 3)
-            output voxels; ``velocity`` (B, *coarse, 3) voxels (only with a nonlinear
+            output voxels; ``velocity`` ``(B, *coarse, 3)`` voxels (only with a nonlinear
             deformation); ``flip`` (B,) 0/1; ``means``, ``stds`` (B, G) per generation label;
-            ``gmm_noise`` (B, *output_shape) N(0, 1); ``bias`` (B, *coarse) log-field (only
+            ``gmm_noise`` ``(B, *output_shape)`` N(0, 1); ``bias`` ``(B, *coarse)`` log-field (only
             with a bias field); ``log_gamma`` (B,); ``resolution``, ``thickness`` (B, 3) mm and
             ``sigma`` (B, 3) voxels (only with blur).
         """

@@ -20,7 +20,9 @@ reserve 75 % of the card when it starts.
 
 The choice is logged once per process at INFO level (``synthseg_bids.inference``), e.g.
 ``device: GPU (NVIDIA H200) on tensorflow 2.21.0, memory growth on`` or ``device: CPU on
-tensorflow 2.21.0 (no GPU: ...)``. When ``device='gpu'`` finds no GPU, the one-line
+tensorflow 2.21.0 (no GPU found)``; only where an NVIDIA driver is present but the GPU
+cannot be used does the INFO line say why (with what to install), otherwise the
+reasons are logged at DEBUG (``-v``). When ``device='gpu'`` finds no GPU, the one-line
 :class:`DeviceError` says why: no NVIDIA driver in this process, no CUDA libraries for
 the backend, or driver and libraries present but no device visible.
 """
@@ -171,8 +173,12 @@ def _announce(backend: str, used: str, requested: str, gpus: list[str], detail: 
         LOGGER.info("device: GPU (%s) on %s %s, %s", _gpu_description(backend, gpus), backend, version, detail)
     elif requested == "cpu":
         LOGGER.info("device: CPU on %s %s (--device cpu)", backend, version)
+    elif _driver_missing():  # no GPU in this process: nothing to suggest at INFO
+        LOGGER.info("device: CPU on %s %s (no GPU found)", backend, version)
+        LOGGER.debug("device: no GPU: %s", no_gpu_reason(backend))
     else:
-        LOGGER.info("device: CPU on %s %s (no GPU: %s)", backend, version, no_gpu_reason(backend))
+        LOGGER.info("device: CPU on %s %s (a GPU is present but unusable: %s)", backend, version,
+                    no_gpu_reason(backend))
 
 
 def configure_device(device: str = "auto", threads: int | None = None) -> str:

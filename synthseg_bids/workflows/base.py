@@ -56,7 +56,7 @@ def init_participant_wf(
 
     Workflow Graph
         .. workflow::
-            :graph2use: orig
+            :graph2use: colored
             :simple_form: yes
 
             from synthseg_bids.workflows.base import init_participant_wf
@@ -244,7 +244,7 @@ def init_reports_wf(
 
     Workflow Graph
         .. workflow::
-            :graph2use: orig
+            :graph2use: colored
             :simple_form: yes
 
             from synthseg_bids.workflows.base import init_reports_wf

@@ -29,7 +29,7 @@ def init_group_wf(
 
     Always: ``volumes.tsv`` (one row per scan), ``summary.tsv`` (per contrast and
     structure n/mean/std/min/max) and ``outliers.tsv`` (QC-flagged scans and volumes
-    with |z| > 3 within their contrast). With ``reference_dir``:
+    with ``|z| > 3`` within their contrast). With ``reference_dir``:
     ``evaluation_scores.tsv`` and ``evaluation_summary.tsv``; with ``compare_dir`` too:
     the other method's ``compare_scores.tsv``/``compare_summary.tsv`` and the paired
     Wilcoxon table ``comparison.tsv``. With ``compare_dir`` but no reference, the other
@@ -42,8 +42,12 @@ def init_group_wf(
             :graph2use: orig
             :simple_form: yes
 
+            import tempfile
+            from pathlib import Path
             from synthseg_bids.workflows.group import init_group_wf
-            wf = init_group_wf(output_dir="/out", volumes_files=["/out/sub-01/anat/a_volumes.tsv"])
+            table = Path(tempfile.mkdtemp()) / "sub-01_desc-synthsegT1w_volumes.tsv"
+            table.touch()  # the interface checks that its input files exist
+            wf = init_group_wf(output_dir="/out", volumes_files=[str(table)])
 
     Parameters
     ----------

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -128,10 +130,15 @@ def test_pybids_indexes_the_derivatives(first_run):
 def test_second_run_does_no_work(data, first_run, caplog):
     out = first_run["out"]
     before = tree(out / "sub-01")
+    started = time.perf_counter()
     rc = run_app(data, out, "--write-posteriors", "-v")
+    took = time.perf_counter() - started
     assert rc == 0
     assert tree(out / "sub-01") == before
-    assert "4/4 scan(s) done (4 skipped as already done), 0 failed" in caplog.text
+    summary = next(r.getMessage() for r in caplog.records if "scan(s) done" in r.getMessage())
+    assert "4/4 scan(s) done (4 skipped as already done), 0 failed; total time " in summary
+    total = float(re.search(r"total time ([0-9.]+) s;", summary).group(1))  # a re-run takes seconds
+    assert 0 < total <= took + 0.05  # the run's own time, within the time measured around it
 
 
 def test_deleted_derivative_is_written_again_with_the_reused_work_folder(data, first_run):
@@ -232,7 +239,7 @@ def test_corrupt_scan_fails_alone(data, tmp_path, capsys, caplog):
     assert summary.levelname == "INFO" and "3/4 scan(s) done (0 skipped as already done), 1 failed" in summary.message
 
 
-def test_group_level(data, first_run, tmp_path):
+def test_group_level(data, first_run, tmp_path, caplog):
     out = first_run["out"]
     reference = tmp_path / "manual"
     other = tmp_path / "other"
@@ -248,8 +255,16 @@ def test_group_level(data, first_run, tmp_path):
         noisy = np.asarray(img.dataobj).copy()
         noisy[rng.random(noisy.shape) < 0.05] = 0
         nib.save(nib.Nifti1Image(noisy, img.affine), other / f"{name}_T1w_other.nii.gz")
-    rc = run_app(data, out, "--reference-dir", str(reference), "--compare-dir", str(other), level="group")
+    work = data["root"] / f"work_{out.name}"
+    work_before = sorted(p.name for p in work.iterdir())
+    with caplog.at_level("INFO", logger="synthseg_bids"):
+        rc = run_app(data, out, "--reference-dir", str(reference), "--compare-dir", str(other), level="group")
     assert rc == 0
+    # the group level keeps nothing in the work folder, and its log says nothing of one
+    assert sorted(p.name for p in work.iterdir()) == work_before
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("work folder" in m for m in messages)
+    assert f"synthseg-bids group level: {out} -> {out / 'group'}" in messages
     group = out / "group"
     volumes = pd.read_csv(group / "volumes.tsv", sep="\t")
     assert len(volumes) == 4

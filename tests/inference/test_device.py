@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 import types
@@ -137,16 +138,31 @@ def test_real_probes_on_a_machine_without_gpu():
 
 
 # -- one INFO line per process --------------------------------------------------------------
-def test_auto_without_gpu_logs_once(fresh, caplog):
-    simulate(fresh, driver=["no /dev/nvidia<N> device file"])
+def test_auto_without_gpu_logs_once_short_with_details_at_debug(fresh, caplog):
+    """No GPU at all: a short INFO line that suggests nothing; the probes' findings at DEBUG (-v)."""
+    simulate(fresh, driver=["no /dev/nvidia<N> device file"], build={"is_cuda_build": False})
     fresh.setitem(sys.modules, "tensorflow", fake_tensorflow(gpus=[], events=[]))
-    with caplog.at_level(logging.INFO, logger="synthseg_bids.inference"):
+    with caplog.at_level(logging.DEBUG, logger="synthseg_bids.inference"):
         assert configure_device("auto") == "cpu"
         assert configure_device("auto") == "cpu"
     lines = [r for r in caplog.records if r.getMessage().startswith("device: ")]
-    assert len(lines) == 1 and lines[0].levelno == logging.INFO
-    assert lines[0].getMessage().startswith("device: CPU on tensorflow ")
-    assert "(no GPU: no NVIDIA driver (no /dev/nvidia<N> device file;" in lines[0].getMessage()
+    assert [r.levelno for r in lines] == [logging.INFO, logging.DEBUG]
+    assert re.fullmatch(r"device: CPU on tensorflow [0-9.]+ \(no GPU found\)", lines[0].getMessage())
+    assert "pip install" not in lines[0].getMessage() and "GPU node" not in lines[0].getMessage()
+    assert lines[1].getMessage().startswith("device: no GPU: no NVIDIA driver (no /dev/nvidia<N> device file;")
+    assert "pip install 'synthseg-bids[gpu]'" in lines[1].getMessage()
+
+
+def test_auto_with_an_unusable_gpu_says_why_at_info(fresh, caplog):
+    """A driver but no CUDA libraries: the INFO line says what is missing and what to install."""
+    simulate(fresh, driver=DRIVER_OK, build={"is_cuda_build": False})
+    fresh.setitem(sys.modules, "tensorflow", fake_tensorflow(gpus=[], events=[]))
+    with caplog.at_level(logging.INFO, logger="synthseg_bids.inference"):
+        assert configure_device("auto") == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("device: ")]
+    assert len(lines) == 1
+    assert lines[0].endswith("(a GPU is present but unusable: no CUDA libraries: this TensorFlow is built "
+                             "without CUDA (a CPU-only build); pip install 'synthseg-bids[gpu]')")
 
 
 def test_cpu_request_logs_the_request(fresh, caplog):
