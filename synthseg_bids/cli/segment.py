@@ -62,7 +62,13 @@ from typing import Any, Sequence
 from .. import __version__
 from ..core.io import ImageError, atomic_path
 from ..core.progress import Progress, format_duration
-from .arguments import add_accuracy_options, add_official_model_options, model_choice_problem, positive_int
+from .arguments import (
+    CommandParser,
+    add_accuracy_options,
+    add_official_model_options,
+    model_choice_problem,
+    positive_int,
+)
 from .segment_jobs import InputError, Job, UsageError, resolve_jobs
 from .segment_tables import Table, qc_row, volume_row
 
@@ -86,7 +92,7 @@ class _Stop(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of ``synthseg-bids segment`` (imports nothing heavy)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Segment brain MRI scans of any contrast and resolution (SynthSeg's command line): a scan, "
         "every scan of a folder, or the scans listed in a .txt file. The model is loaded once for all scans.",

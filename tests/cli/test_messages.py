@@ -49,6 +49,8 @@ def _exit_and_stderr(capsys, argv) -> tuple[int, list[str]]:
     (["generate", "--n", "x"], "synthseg-bids generate", "argument --n: not an integer: 'x'"),
     (["evaluate-model", "--out", "o", "--bogus"], "synthseg-bids evaluate-model", "unrecognized arguments: --bogus"),
     (["export-model"], "synthseg-bids export-model", "the following arguments are required"),
+    (["segment", "--i", "a.nii.gz", "--o", "b.nii.gz", "--shifts", "0"], "synthseg-bids segment",
+     "argument --shifts: must be >= 1, got 0"),
 ])
 def test_usage_errors_are_one_line(bids, tmp_path, capsys, argv, prog, problem):
     argv = [a.format(bids=bids, out=tmp_path / "out") for a in argv]
