@@ -2,11 +2,11 @@
 
 Each variant (prediction settings: windows, test-time ensemble, precision) segments the same
 scans in a fresh subprocess (peak resident memory = ``ru_maxrss`` of that process), after
-one untimed warm-up segmentation of the first scan (TensorFlow traces its graphs then), so
+one untimed warm-up segmentation of the MNI152 scan (TensorFlow traces its graphs then), so
 the seconds are steady-state. The scans:
 
 - the accuracy scans of :data:`synthseg_bids.generator.scans.ACCURACY_SCANS` (whole 256^3
-  synthetic heads, T1- and T2-like, LIA and RAS, and one of 5 mm slices), generated once
+  synthetic heads: T1-like LIA, T2-like RAS, T1-like with 5 mm slices), generated once
   into ``--work`` from the SynthSeg label maps (``--data``); mean Dice over the 32
   foreground structures against their true labels, on the scan's own grid;
 - nilearn's MNI152 T1 (1 mm): Dice of white matter and grey matter (label groups of
@@ -103,7 +103,7 @@ def run_child(args) -> None:
     scans = json.loads(os.environ["BENCH_SCANS"])
     settings = InferenceSettings(device="cpu", threads=args.threads, **VARIANTS[variant])
     segmenter = Segmenter(args.model, settings)
-    segmenter.segment(scans[0][1])  # warm-up: graphs traced
+    segmenter.segment(scans[-1][1])  # warm-up (MNI152, the smallest): graphs traced
     out = args.work / "labels" / variant
     out.mkdir(parents=True, exist_ok=True)
     records = []

@@ -201,6 +201,26 @@ def _keras_forward(model: Any, backend: Backend) -> Callable[[np.ndarray], Any]:
     return lambda batch: keras.ops.cast(model(backend.put(np.asarray(batch, np.float32)), training=False), "float32")
 
 
+def _shifted(batch: np.ndarray, d: int) -> np.ndarray:
+    """``batch`` ``(1, X, Y, Z, 1)`` with its content moved by ``d`` voxels towards the origin (zeros fill in)."""
+    if d == 0:
+        return batch
+    out = np.zeros_like(batch)
+    out[:, :-d, :-d, :-d] = batch[:, d:, d:, d:]
+    return out
+
+
+def _coverage(shape: tuple, offsets: list[int]) -> np.ndarray:
+    """``(1, X, Y, Z, 1)`` float32: how many copies of :func:`_shifted` cover each voxel of the window.
+
+    Copy ``d`` covers the voxels whose indices are all at least ``d``.
+    """
+    x, y, z = (np.arange(n) for n in shape)
+    smallest = np.minimum(np.minimum(x[:, None, None], y[None, :, None]), z[None, None, :])
+    count = np.searchsorted(np.sort(offsets), smallest, side="right")
+    return count.astype(np.float32)[None, ..., None]
+
+
 def _mean_of_slabs(
     copies: Iterable[tuple[int, np.ndarray]],
     slabs: Callable[[np.ndarray], Iterator[tuple[int, int, Any]]],
@@ -208,14 +228,14 @@ def _mean_of_slabs(
     channels: int,
     max_voxels: int,
     patched: Callable[[np.ndarray], np.ndarray],
-    scale: float,
+    coverage: np.ndarray,
 ) -> Any:
-    """TensorFlow: ``scale`` x the sum over ``(d, copy)`` of the copies' posteriors cropped by ``d``, slab by slab.
+    """TensorFlow: the mean over ``(d, copy)`` of the copies' posteriors moved back by ``d``, slab by slab.
 
-    ``copy`` is the window of ``shape`` ``(1, X, Y, Z, 1)`` padded by ``d`` before each axis;
-    its posteriors come in y slabs from ``slabs`` (or whole from ``patched`` when the copy is
-    above ``max_voxels``) and go straight into one variable of the window's size, which is
-    returned (TensorFlow ops read it like a tensor).
+    ``copy`` is the window's content moved by ``d`` towards the origin (:func:`_shifted`); its
+    posteriors come in y slabs from ``slabs`` (or whole from ``patched`` when the window is
+    above ``max_voxels``) and go straight into one variable of the window's size, divided by
+    ``coverage`` at the end and returned (TensorFlow ops read it like a tensor).
     """
     import tensorflow as tf
 
@@ -223,15 +243,15 @@ def _mean_of_slabs(
     total = tf.Variable(tf.zeros((1, x, y, z, channels), tf.float32), trainable=False)
     for d, copy in copies:
         if int(np.prod(copy.shape[1:4])) > max_voxels:
-            total.assign_add(patched(copy)[None, d : d + x, d : d + y, d : d + z])
+            total[:, d:, d:, d:].assign(total[:, d:, d:, d:] + patched(copy)[None, : x - d, : y - d, : z - d])
             continue
         for start, stop, part in slabs(copy):
-            lo, hi = max(start - d, 0), min(stop - d, y)
+            lo, hi = start + d, min(stop + d, y)  # window planes of this slab
             if lo < hi:
-                piece = part[:, d : d + x, lo + d - start : hi + d - start, d : d + z]
-                total[:, :, lo:hi].assign(total[:, :, lo:hi] + piece)
+                window = total[:, d:, lo:hi, d:]
+                total[:, d:, lo:hi, d:].assign(window + part[:, : x - d, : hi - lo, : z - d])
             del part
-    total.assign(total * scale)
+    total.assign(total / coverage)
     return total
 
 
@@ -478,12 +498,14 @@ class Segmenter:
     def _ensemble_pass(self, batch: np.ndarray) -> Any:
         """Mean ``(1, X, Y, Z, K)`` posteriors of the window and its shifted copies (``settings.shifts``).
 
-        Copy ``k`` (1 .. shifts - 1) is the window moved by ``d = round(k * m / shifts)`` voxels
-        along every axis (``m``: the network's size multiple), i.e. zero-padded by ``d``
-        before and ``m - d`` after, so that the network's pooling grid meets the scan at
-        another phase; its posteriors are cropped back onto the window. A U-Net that runs
-        its last level in y slabs (TensorFlow) adds each slab into one window-sized sum as it
-        comes, so no copy's full-size posteriors exist next to the sum.
+        Copy ``k`` (1 .. shifts - 1) is the window's content moved by ``d = round(k * m / shifts)``
+        voxels towards the origin along every axis (``m``: the network's size multiple; zeros
+        fill in), so that the network's pooling grid meets the scan at another phase; its
+        posteriors are moved back. The copies have the window's size, so they run as the window
+        does (whole, or in patches above ``max_voxels``). A voxel's mean is over the copies that
+        cover it (those with ``d`` at most its smallest index): every copy inside, the window
+        alone in its first ``d`` planes. A U-Net that runs its last level in y slabs
+        (TensorFlow) adds each slab into one window-sized sum as it comes.
         """
         count = self.settings.shifts
         if count == 1:
@@ -492,16 +514,22 @@ class Segmenter:
         if count > multiple:
             raise ValueError(f"shifts ({count}) cannot exceed the network's size multiple ({multiple})")
         offsets = [int(round(k * multiple / count)) for k in range(count)]
-        copies = ((d, np.pad(batch, [(0, 0)] + [(d, multiple - d)] * 3 + [(0, 0)]) if d else batch) for d in offsets)
+        copies = ((d, _shifted(batch, d)) for d in offsets)
+        coverage = _coverage(batch.shape[1:4], offsets)
         slabs = getattr(self.network.forward, "slabs", None)
         if slabs is None:
+            import keras
+
             total = None
             for d, copy in copies:
-                out = self._network_pass(copy)[:, d : d + batch.shape[1], d : d + batch.shape[2], d : d + batch.shape[3]]
+                out = self._network_pass(copy)
+                if d:
+                    out = keras.ops.pad(out[:, : out.shape[1] - d, : out.shape[2] - d, : out.shape[3] - d],
+                                        [(0, 0), (d, 0), (d, 0), (d, 0), (0, 0)])
                 total = out if total is None else total + out
-            return total * (1.0 / count)
+            return total / coverage
         return _mean_of_slabs(copies, slabs, batch.shape, len(self.label_table), self.settings.max_voxels,
-                              self.network_posteriors, 1.0 / count)
+                              self.network_posteriors, coverage)
 
     def _checked_slabs(self, slabs: Iterator[tuple[int, int, Any]], batch: np.ndarray) -> Iterator:
         for start, stop, part in slabs:

@@ -41,12 +41,11 @@ class InferenceSettings(Settings):
         Test-time augmentation: also segment the left/right-flipped scan and average the
         posteriors (with left/right channels swapped back). Doubles the network time.
     shifts : int
-        Test-time ensemble of shifted windows: the network also runs on ``shifts - 1`` copies
-        of the window moved by fractions ``k / shifts`` (k = 1 .. shifts - 1) of the network's
-        size multiple along every axis (another phase of its pooling grid; the copy is padded
-        by one size multiple, so every voxel is covered), and the posteriors of all copies
-        are averaged (with ``flip``, each copy is also flipped). 1: the window alone.
-        Multiplies the network time by about ``1 + (shifts - 1) * 1.3``.
+        Test-time ensemble over the phases of the network's pooling grid: the network also
+        runs on ``shifts - 1`` copies of the window whose content is moved by fractions
+        ``k / shifts`` (k = 1 .. shifts - 1) of the network's size multiple along every axis,
+        and the posteriors of all copies (moved back) are averaged; with ``flip``, each copy
+        is also flipped. 1: the window alone. Multiplies the network time by ``shifts``.
     postprocess : str
         'full': keep the largest connected component of the brain and of every
         topological group; 'brain': of the brain only; 'none'.
