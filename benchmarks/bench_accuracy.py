@@ -54,6 +54,7 @@ VARIANTS = {
     "bf16-whole": {"precision": "bfloat16", "shifts": 1},
     "bf16-shift2": {"precision": "bfloat16", "shifts": 2},
     "bf16-shift3": {"precision": "bfloat16", "shifts": 3},
+    "bf16-shift2-patches": {"precision": "bfloat16", "shifts": 2, "max_voxels": 192**3},
     "default": {},
 }
 WM = (2, 41, 7, 46)
@@ -65,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DATA, help="SynthSeg data folder (training_label_maps, ...)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_accuracy"), help="scans, labels, results")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--scans", nargs="+", help="only these scans (names: t1_lia, t2_ras, t1_5mm, mni152)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -207,6 +209,8 @@ def main(argv=None) -> int:
     import pandas as pd
 
     scans = make_scans(args)
+    if args.scans:
+        scans = [scan for scan in scans if scan[0] in args.scans]
     env = {**os.environ, "BENCH_SCANS": json.dumps([(n, str(s), str(t) if t else None) for n, s, t in scans])}
     rows = {}
     for variant in args.variants:

@@ -68,8 +68,9 @@ def add_accuracy_options(group: Any) -> None:
                        "faster on such CPUs, same Dice) and float32 elsewhere")
     group.add_argument("--shifts", type=positive_int, metavar="N", default=None,
                        help="test-time ensemble: average the network's posteriors over N copies of the window "
-                       "shifted by fractions of the network's size multiple (default 2; 1: the window alone, "
-                       "as mri_synthseg; each copy costs one more network pass)")
+                       "shifted by fractions of the network's size multiple (default 1: the window alone, as "
+                       "mri_synthseg; each copy costs one more network pass and, with flip, about two window-sized "
+                       "posterior arrays of memory)")
 
 
 def add_official_model_options(group: Any, *, folder_type: Callable[[str], Any] = str, parc_output: str) -> None:

@@ -93,7 +93,7 @@ class InferenceSettings(Settings):
     threads: int | None = None
     precision: str = "auto"
     flip: bool = True
-    shifts: int = 2
+    shifts: int = 1
     postprocess: str = "full"
     posterior_threshold: float = 0.25
     smoothing_sigma: float = 0.5
