@@ -235,7 +235,7 @@ def _mean_of_slabs(
     ``copy`` is the window's content moved by ``d`` towards the origin (:func:`_shifted`); its
     posteriors come in y slabs from ``slabs`` (or whole from ``patched`` when the window is
     above ``max_voxels``) and go straight into one variable of the window's size, divided by
-    ``coverage`` at the end and returned (TensorFlow ops read it like a tensor).
+    ``coverage`` at the end; its value is returned.
     """
     import tensorflow as tf
 
@@ -252,7 +252,7 @@ def _mean_of_slabs(
                 total[:, d:, lo:hi, d:].assign(window + part[:, : x - d, : hi - lo, : z - d])
             del part
     total.assign(total / coverage)
-    return total
+    return total.value()
 
 
 #: Thickness (voxels along y) of the slabs in which the U-Net's last level runs (see :func:`_unet_stages`).

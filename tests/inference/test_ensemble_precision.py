@@ -81,6 +81,20 @@ def test_shifted_windows_of_a_unet_in_slabs_equal_its_whole_passes(tiny_model):
     np.testing.assert_allclose(got, expected, atol=2e-6)
 
 
+def test_shifted_windows_with_flip_average_like_one_window_with_flip(tiny_model):
+    """With flip, the flipped copies are averaged in as the flipped window is: for one window the same result."""
+    batch = np.random.default_rng(2).random((1, 20, 70, 18, 1)).astype(np.float32)
+    results = {}
+    for shifts in (1, 2):
+        settings = InferenceSettings(device="cpu", precision="float32", flip=True, shifts=shifts, smoothing_sigma=0.0,
+                                     postprocess="none")
+        results[shifts] = _window_posteriors(Segmenter(tiny_model, settings), batch)
+    np.testing.assert_allclose(results[2].sum(axis=-1), 1.0, atol=1e-5)
+    # the first plane along x, y and z is covered by the unshifted copy alone: equal to the single window there
+    np.testing.assert_allclose(results[2][:, :1], results[1][:, :1], atol=2e-6)
+    assert np.abs(results[2] - results[1]).max() > 1e-4
+
+
 def test_shifts_change_nothing_for_a_network_without_a_pooling_grid():
     """A per-voxel network is shift-equivariant: every shifted copy gives the same labels."""
     image, _ = phantom((40, 40, 40), seed=3)
