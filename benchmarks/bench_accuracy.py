@@ -6,7 +6,7 @@ one untimed warm-up segmentation of the MNI152 scan (TensorFlow traces its graph
 the seconds are steady-state. The scans:
 
 - the accuracy scans of :data:`synthseg_bids.generator.scans.ACCURACY_SCANS` (whole 256^3
-  synthetic heads: T1-like LIA, T2-like RAS, T1-like with 5 mm slices), generated once
+  synthetic heads: T2-like stored LIA, T1-like with 5 mm slices stored RAS), generated once
   into ``--work`` from the SynthSeg label maps (``--data``); mean Dice over the 32
   foreground structures against their true labels, on the scan's own grid;
 - nilearn's MNI152 T1 (1 mm): Dice of white matter and grey matter (label groups of
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DATA, help="SynthSeg data folder (training_label_maps, ...)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_accuracy"), help="scans, labels, results")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--scans", nargs="+", help="only these scans (names: t1_lia, t2_ras, t1_5mm, mni152)")
+    parser.add_argument("--scans", nargs="+", help="only these scans (names: t2_lia, t1_5mm, mni152)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
