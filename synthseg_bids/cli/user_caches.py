@@ -1,0 +1,45 @@
+"""Caches and configurations of the libraries for a user without a writable home folder.
+
+A container runs as any uid (``docker run -u``, Apptainer's calling user): ``$HOME`` may be
+unset, ``/`` or a read-only folder, and the uid may have no passwd entry, so ``~`` does not
+expand. Matplotlib (font cache), Keras (``keras.json``) and the BIDS validator (Deno's
+cache) write below ``~`` by default; without a writable home they then go to one private
+temporary folder of this process, removed when it exits. A writable home is left alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["CACHE_VARIABLES", "home_is_writable", "redirect_caches_without_home"]
+
+#: Environment variables naming the per-user cache/config folders the app's libraries write to.
+CACHE_VARIABLES = ("MPLCONFIGDIR", "KERAS_HOME", "XDG_CACHE_HOME", "DENO_DIR")
+
+
+def home_is_writable() -> bool:
+    """Whether ``~`` expands to an existing folder this process can write to."""
+    home = os.path.expanduser("~")
+    return home != "~" and os.path.isdir(home) and os.access(home, os.W_OK | os.X_OK)
+
+
+def redirect_caches_without_home() -> Path | None:
+    """Without a writable home, point the unset :data:`CACHE_VARIABLES` to a private temporary folder.
+
+    Call before Matplotlib, Keras or Nipype are imported; worker processes inherit the
+    variables. Returns the folder (removed at exit of this process), or None when the home
+    folder is writable or every variable is already set.
+    """
+    unset = [name for name in CACHE_VARIABLES if not os.environ.get(name)]
+    if home_is_writable() or not unset:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="synthseg-bids-home-"))
+    for name in unset:
+        os.environ[name] = str(folder / name.lower())
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+    return folder
