@@ -19,7 +19,7 @@ case "$variant" in
   *) echo "synthseg-bids image: VARIANT must be cpu or gpu, not '$variant'" >&2; exit 2 ;;
 esac
 python3 -m venv "$venv"
-pip="$venv/bin/pip --disable-pip-version-check --quiet"
+pip="$venv/bin/pip --disable-pip-version-check --no-cache-dir --quiet"
 wheels=$(mktemp -d)
 $pip wheel --no-deps --wheel-dir "$wheels" "$source"
 wheel=$(ls "$wheels"/synthseg_bids-*.whl)

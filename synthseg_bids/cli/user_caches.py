@@ -2,9 +2,12 @@
 
 A container runs as any uid (``docker run -u``, Apptainer's calling user): ``$HOME`` may be
 unset, ``/`` or a read-only folder, and the uid may have no passwd entry, so ``~`` does not
-expand. Matplotlib (font cache), Keras (``keras.json``) and the BIDS validator (Deno's
-cache) write below ``~`` by default; without a writable home they then go to one private
-temporary folder of this process, removed when it exits. A writable home is left alone.
+expand (pybids then fails at import: ``Path.home()``). Matplotlib (font cache), Keras
+(``keras.json``) and the BIDS validator (Deno's cache) write below ``~`` by default; without
+a writable home they go to one private temporary folder of this process, removed when it
+exits, which is also ``$HOME`` when there is none, and ``$TMPDIR`` (TensorFlow's AutoGraph
+leaves its generated modules in the temporary folder, and Nipype's workers end without
+cleaning up). A writable home is left alone.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_VARIABLES", "home_is_writable", "redirect_caches_without_home"]
+__all__ = ["CACHE_VARIABLES", "TEMP_VARIABLE", "home_is_writable", "redirect_caches_without_home"]
 
 #: Environment variables naming the per-user cache/config folders the app's libraries write to.
 CACHE_VARIABLES = ("MPLCONFIGDIR", "KERAS_HOME", "XDG_CACHE_HOME", "DENO_DIR")
+#: Where :mod:`tempfile` puts files; the private folder's ``tmp`` for this process and its workers.
+TEMP_VARIABLE = "TMPDIR"
 
 
 def home_is_writable() -> bool:
@@ -30,16 +35,20 @@ def home_is_writable() -> bool:
 def redirect_caches_without_home() -> Path | None:
     """Without a writable home, point the unset :data:`CACHE_VARIABLES` to a private temporary folder.
 
-    Call before Matplotlib, Keras or Nipype are imported; worker processes inherit the
-    variables. Returns the folder (removed at exit of this process), or None when the home
-    folder is writable or every variable is already set.
+    ``$HOME`` too when ``~`` does not expand; ``$TMPDIR`` (and :mod:`tempfile`'s folder) to
+    its ``tmp``. Call before pybids, Matplotlib, Keras or Nipype
+    are imported; worker processes inherit the variables. Returns the folder (removed at exit
+    of this process), or None when the home folder is writable.
     """
-    unset = [name for name in CACHE_VARIABLES if not os.environ.get(name)]
-    if home_is_writable() or not unset:
+    if home_is_writable():
         return None
     folder = Path(tempfile.mkdtemp(prefix="synthseg-bids-home-"))
-    for name in unset:
-        os.environ[name] = str(folder / name.lower())
+    if os.path.expanduser("~") == "~":
+        os.environ["HOME"] = str(folder)
+    for name in CACHE_VARIABLES:
+        os.environ.setdefault(name, str(folder / name.lower()))
+    (folder / "tmp").mkdir()
+    os.environ[TEMP_VARIABLE] = tempfile.tempdir = str(folder / "tmp")
     owner = os.getpid()
     atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
     return folder

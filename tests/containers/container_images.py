@@ -137,7 +137,7 @@ class Container:
     def run(self, *command: str, user: str | None = None, volumes: dict | None = None, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:
         """``buildah run`` of ``command``; ``volumes`` maps host paths to ``target`` or ``target:ro``."""
-        args = ["run", "--isolation", "chroot", "--network", "none"]
+        args = ["run", "--isolation", "chroot"]
         if user:
             args += ["--user", user]
         for host, target in (volumes or {}).items():

@@ -16,7 +16,7 @@ import re
 import pytest
 from conftest import build_timed, run_example
 from container_images import ROOT, Container
-from test_docker_image import assert_owned_by_user, assert_same_label_maps, validator_errors
+from test_docker_image import assert_clean_log, assert_owned_by_user, assert_same_label_maps, validator_errors
 
 pytestmark = pytest.mark.container
 
@@ -63,7 +63,7 @@ def test_recipe_test_section_passes(engine, apptainer_image):
 def test_runscript_runs_the_example_with_a_read_only_home(apptainer_run):
     proc = apptainer_run["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "error" not in proc.stderr.lower(), proc.stderr[-3000:]
+    assert_clean_log(proc.stderr)
 
 
 def test_label_maps_equal_the_venv_run(apptainer_run, example):
