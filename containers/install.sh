@@ -5,6 +5,7 @@
 #                release as the package's `tensorflow` requirement, without the CUDA kernels);
 #                every other package is resolved exactly as `pip install SOURCE` resolves it.
 #   VARIANT gpu: `pip install SOURCE[gpu]` (TensorFlow with its CUDA libraries as pip wheels).
+# Versions: SOURCE/containers/constraints.txt, the tested ones (CI's environment has the same).
 # Then files not used at run time are removed from the environment (the installed versions do
 # not change): no bytecode caches (written at install only, Python compiles in memory), the
 # C/C++ headers of TensorFlow, libclang's library (TensorFlow's build-time dependency, never
@@ -20,11 +21,12 @@ case "$variant" in
 esac
 python3 -m venv "$venv"
 pip="$venv/bin/pip --disable-pip-version-check --no-cache-dir --quiet"
+constraints="--constraint $source/containers/constraints.txt"
 wheels=$(mktemp -d)
 $pip wheel --no-deps --wheel-dir "$wheels" "$source"
 wheel=$(ls "$wheels"/synthseg_bids-*.whl)
 if [ "$variant" = gpu ]; then
-  $pip install --no-compile "synthseg-bids[gpu] @ file://$wheel"
+  $pip install --no-compile $constraints "synthseg-bids[gpu] @ file://$wheel"
 else
   # the wheel's requirements without extras, tensorflow -> tensorflow-cpu; the package itself last
   "$venv/bin/python" - "$wheel" > "$wheels/requirements.txt" <<'PY'
@@ -36,7 +38,7 @@ for requirement in requires:
     if "extra ==" not in requirement:
         print(re.sub(r"^tensorflow(?=[\s~=<>!;]|$)", "tensorflow-cpu", requirement))
 PY
-  $pip install --no-compile --requirement "$wheels/requirements.txt"
+  $pip install --no-compile $constraints --requirement "$wheels/requirements.txt"
   $pip install --no-compile --no-deps "$wheel"
 fi
 rm -rf "$wheels"

@@ -12,20 +12,34 @@
 - :class:`Container` runs commands in a working container of an image with ``buildah run
   --isolation chroot`` (``podman run`` needs cgroups and ``setrlimit``, which sandboxes may
   refuse); :meth:`Container.written` lists what the commands wrote into the image's own tree.
+- :func:`runtime_versions` gives the versions of everything ``synthseg-bids`` needs in the
+  running environment; ``python tests/containers/container_images.py`` prints them as the
+  constraints the images install with (``containers/constraints.txt``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PROGRAMS = ("podman", "buildah", "debootstrap")
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONSTRAINTS_HEADER = """\
+# The versions the images install (containers/install.sh) and CI's environment (.ci/run):
+# everything synthseg-bids requires at run time, as tested. `pip install . -c containers/constraints.txt`
+# gives a virtual environment the same versions. After changing install_requires, regenerate in
+# an environment where the tests pass: python tests/containers/container_images.py > containers/constraints.txt
+"""
 
 
 def missing_programs() -> list[str]:
@@ -149,3 +163,26 @@ class Container:
     def written(self) -> set[str]:
         """Paths (relative to ``/``) written into the container's own tree so far."""
         return {str(p.relative_to(self.upper)) for p in self.upper.rglob("*")}
+
+
+def runtime_versions(distribution: str = "synthseg-bids") -> dict[str, str]:
+    """Installed versions of ``distribution`` and of what it requires (no extras), recursively."""
+    versions, todo = {}, [distribution]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in versions:
+            continue
+        dist = importlib.metadata.distribution(name)
+        versions[name] = dist.version
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return versions
+
+
+if __name__ == "__main__":
+    pins = runtime_versions()
+    pins.pop("synthseg-bids")
+    pins["tensorflow-cpu"] = pins["tensorflow"]  # the CPU images' flavour, same release
+    sys.stdout.write(CONSTRAINTS_HEADER + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))

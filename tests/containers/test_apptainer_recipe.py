@@ -28,8 +28,9 @@ def converted_recipe(definition, base: str, folder) -> tuple:
     """``(Dockerfile, recipe)``: spython's Dockerfile of ``definition`` on ``base``, and the parsed recipe."""
     parsers = pytest.importorskip("spython.main.parse.parsers", reason="spython not installed (pip install spython)")
     writers = pytest.importorskip("spython.main.parse.writers")
-    recipe = parsers.SingularityParser(str(definition)).recipe
-    text = writers.DockerWriter(recipe).convert()
+    recipes = parsers.SingularityParser(str(definition)).recipe  # {stage: recipe}
+    text = writers.DockerWriter(recipes).convert()
+    recipe = next(iter(recipes.values())) if isinstance(recipes, dict) else recipes
     text = re.sub(r"^FROM \S+", f"FROM {base}", text, count=1, flags=re.M)
     text = re.sub(r"^HEALTHCHECK .*$", "", text, flags=re.M)  # %test: run below as a command
     dockerfile = folder / f"{definition.stem}.Dockerfile"
