@@ -14,7 +14,7 @@ from conftest import build_timed
 from container_images import ROOT, Container
 from test_apptainer_recipe import converted_recipe
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3600)]  # ~3 GB of wheels each
 
 CUDA_WHEELS = {"nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cufft-cu12",
                "nvidia-cusolver-cu12", "nvidia-cusparse-cu12", "nvidia-nccl-cu12"}
