@@ -24,6 +24,7 @@ import importlib
 import sys
 
 from .quiet_logs import quiet_native_logs, verbosity_from_argv
+from .user_caches import redirect_caches_without_home
 
 __all__ = ["SUBCOMMANDS", "main"]
 
@@ -41,6 +42,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand or to the BIDS-App; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    redirect_caches_without_home()  # any uid, $HOME unset or read-only (containers)
     # before any command module runs, so before anything imports TensorFlow (workers inherit it)
     with quiet_native_logs(verbosity_from_argv(argv)):
         if argv and argv[0] in SUBCOMMANDS:

@@ -1,4 +1,7 @@
-"""Container recipes: Dockerfile lint (hadolint), Apptainer definition parse (spython), same install."""
+"""Container recipes, statically: Dockerfile lint (hadolint), Apptainer definitions parse (spython), same install.
+
+The images themselves are built and run by the other modules of this folder (marker ``container``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-DEFINITION = ROOT / "singularity" / "synthseg-bids.def"
-INSTALL = re.compile(r"pip install --no-cache-dir (/opt/synthseg-bids-src)\b")
+DEFINITIONS = {"cpu": ROOT / "singularity" / "synthseg-bids.def", "gpu": ROOT / "singularity" / "synthseg-bids-gpu.def"}
+INSTALL = "sh /opt/synthseg-bids-src/containers/install.sh {variant} /opt/synthseg-bids-src /opt/venv"
 
 
 def test_dockerfile_passes_hadolint():
@@ -23,24 +26,39 @@ def test_dockerfile_passes_hadolint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def dockerfile_base() -> str:
+    """The default of the Dockerfile's ``BASE_IMAGE`` argument."""
+    return re.search(r"^ARG BASE_IMAGE=(\S+)", DOCKERFILE.read_text(), re.M).group(1)
+
+
 def test_dockerfile_conventions():
     text = DOCKERFILE.read_text()
-    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
-    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", dockerfile_base())
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.M), "the image must run as a non-root user"
     assert 'ENTRYPOINT ["synthseg-bids"]' in text
-    assert INSTALL.search(text)
+    assert INSTALL.format(variant='"${VARIANT}"') in text
 
 
-def test_definition_parses_and_matches_dockerfile():
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_definitions_parse_and_match_dockerfile(variant):
     parsers = pytest.importorskip("spython.main.parse.parsers", reason="spython not installed (pip install spython)")
-    recipes = parsers.SingularityParser(str(DEFINITION)).recipe
+    recipes = parsers.SingularityParser(str(DEFINITIONS[variant])).recipe
     recipe = next(iter(recipes.values())) if isinstance(recipes, dict) else recipes
-    docker_base = re.search(r"^FROM (\S+)", DOCKERFILE.read_text(), re.M).group(1)
-    assert recipe.fromHeader == docker_base
-    assert any(INSTALL.search(line) for line in recipe.install)
+    assert recipe.fromHeader == dockerfile_base()
+    assert INSTALL.format(variant=variant) in recipe.install
     assert any(f.split()[-1] == "/opt/synthseg-bids-src" for f in recipe.files)
+    assert f"SYNTHSEG_BIDS_CONTAINER=apptainer-{variant}" in recipe.environ
     assert "synthseg-bids" in (recipe.cmd or "")
+
+
+def test_readme_runs_containers_as_the_user():
+    """Docker command lines run as the calling user (-u), Apptainer ones without the host's variables."""
+    readme = (ROOT / "singularity" / "README.md").read_text() + (ROOT / "README.md").read_text()
+    docker = [line for line in readme.splitlines() if re.match(r"\s*docker run\b", line)]
+    apptainer = [line for line in readme.splitlines() if re.match(r"\s*apptainer (run|exec)\b", line)]
+    assert docker and all('-u "$(id -u):$(id -g)"' in line for line in docker), docker
+    assert apptainer and all(re.search(r"--cleanenv|--containall", line) for line in apptainer), apptainer
 
 
 def test_container_is_recorded_in_generated_by(monkeypatch):
