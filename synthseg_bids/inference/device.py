@@ -168,7 +168,7 @@ def _announce(backend: str, used: str, requested: str, gpus: list[str], detail: 
     if (backend, used) in _announced:
         return
     _announced.add((backend, used))
-    version = getattr(importlib.import_module(backend), "__version__", "?")  # also tensorflow-cpu
+    version = importlib.import_module(backend).__version__  # the module's: also right for tensorflow-cpu
     if used == "gpu":
         LOGGER.info("device: GPU (%s) on %s %s, %s", _gpu_description(backend, gpus), backend, version, detail)
     elif requested == "cpu":

@@ -45,9 +45,10 @@ def init_group_wf(
             import tempfile
             from pathlib import Path
             from synthseg_bids.workflows.group import init_group_wf
-            table = Path(tempfile.mkdtemp()) / "sub-01_desc-synthsegT1w_volumes.tsv"
-            table.touch()  # the interface checks that its input files exist
-            wf = init_group_wf(output_dir="/out", volumes_files=[str(table)])
+            out = Path(tempfile.mkdtemp())  # the interfaces check that their inputs exist
+            table = out / "sub-01_desc-synthsegT1w_volumes.tsv"
+            table.touch()
+            wf = init_group_wf(output_dir=str(out), volumes_files=[str(table)])
 
     Parameters
     ----------

@@ -123,6 +123,9 @@ def test_every_bidsignore_entry_silences_exactly_its_files(derivatives, tmp_path
     for pattern in patterns:
         covered = {f"/{f}" for f in files if gitignore_match(pattern, f)}
         assert covered, f"{pattern!r} matches no file of the output: a dead entry"
+        # without this entry the validator reports the files that no other entry covers (group/report.html is
+        # both in 'group' and '*.html')
+        covered = {f for f in covered if not any(gitignore_match(o, f[1:]) for o in patterns if o != pattern)}
         copy = tmp_path / f"without_{len(list(tmp_path.iterdir()))}"
         shutil.copytree(derivatives, copy)
         (copy / ".bidsignore").write_text("".join(f"{p}\n" for p in patterns if p != pattern))

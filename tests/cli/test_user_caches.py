@@ -9,9 +9,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from synthseg_bids.cli.user_caches import CACHE_VARIABLES, home_is_writable, redirect_caches_without_home
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def restored_environment():
+    """The function under test sets variables that monkeypatch.delenv of an unset name would not undo: the
+    whole environment and tempfile's folder are restored, so no later test sees the removed private folder."""
+    saved, saved_tempdir = dict(os.environ), tempfile.tempdir
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    tempfile.tempdir = saved_tempdir
 
 
 def test_writable_home_is_left_alone(monkeypatch, tmp_path):

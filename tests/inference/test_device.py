@@ -237,6 +237,7 @@ def fake_tensorflow(gpus: list[str], events: list[str]) -> types.ModuleType:
                                    set_visible_devices=lambda d, kind: events.append(f"visible {len(d)}"))
     module = types.ModuleType("tensorflow")
     module.config = config
+    module.__version__ = "2.21.0"
     return module
 
 
