@@ -95,8 +95,9 @@ import json, os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import nipype  # the node runs in a Nipype worker
 from synthseg_bids.inference import InferenceSettings, Segmenter, write_result
-scan, out, posteriors = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-result = Segmenter(None, InferenceSettings(device="cpu", threads=2)).segment(scan, posteriors=posteriors)
+scan, out, posteriors, precision = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+settings = InferenceSettings(device="cpu", threads=2, precision=precision)
+result = Segmenter(None, settings).segment(scan, posteriors=posteriors)
 write_result(result, labels=os.path.join(out, "dseg.nii.gz"), volumes=os.path.join(out, "volumes.csv"),
              posteriors=os.path.join(out, "probseg.nii.gz") if posteriors else None)
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
@@ -120,8 +121,10 @@ def _mni_on_grid(path, voxel):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("voxel, posteriors", [(1.0, False), (0.8, True)], ids=["1mm", "0.8mm-posteriors"])
-def test_estimate_bounds_the_measured_peak(tmp_path, voxel, posteriors):
+@pytest.mark.parametrize("voxel, posteriors, precision", [(1.0, False, "float32"), (0.8, True, "float32"),
+                                                          (1.0, False, "auto")],
+                         ids=["1mm", "0.8mm-posteriors", "1mm-auto-precision"])
+def test_estimate_bounds_the_measured_peak(tmp_path, voxel, posteriors, precision):
     """Peak RSS of the segmentation step in a fresh process (what one MultiProc slot needs).
 
     The child reports ``getrusage(RUSAGE_SELF).ru_maxrss`` itself: this process's
@@ -134,8 +137,10 @@ def test_estimate_bounds_the_measured_peak(tmp_path, voxel, posteriors):
         pytest.skip("the shipped model is not installed")
     shape, affine = _mni_on_grid(tmp_path / "scan.nii.gz", voxel)
     done = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "scan.nii.gz"), str(tmp_path),
-                           "1" if posteriors else "0"], capture_output=True, text=True, check=False)
+                           "1" if posteriors else "0", precision], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     estimate = memory.segmentation_memory_bytes(shape, affine, 33, posteriors=posteriors)
-    assert measured <= estimate <= MARGIN * measured, (measured / 2**30, estimate / 2**30)
+    assert measured <= estimate, (measured / 2**30, estimate / 2**30)
+    if precision == "float32":  # the estimate is fitted to float32, the larger peak; bfloat16's is bounded by it
+        assert estimate <= MARGIN * measured, (measured / 2**30, estimate / 2**30)
