@@ -113,7 +113,7 @@ class CombinedPosteriors:
         ``(K, X, y, Z)``, consecutive along y (:meth:`DevicePosteriors.finish` empties the list).
     masks : ndarray of bool or None
         ``(1 + G, X, Y, Z)``: the brain mask, then one mask per topological group (see
-        :func:`synthseg_bids.core.postprocess.keep_largest_components`); ``None`` without
+        :func:`synthseg_bids.core.postprocess.largest_components`); ``None`` without
         post-processing.
     profiles : tuple of 3 ndarray of bool or None
         ``(1 + G, X)``, ``(1 + G, Y)``, ``(1 + G, Z)``: whether each mask has a voxel in
@@ -453,7 +453,7 @@ class DevicePosteriors:
             keep = ops.take(ops.concatenate(rows, axis=0), self.keep_row, axis=0)
             post = post * ops.cast(keep, post.dtype)
             total = ops.sum(post, axis=0)
-            # voxels left with nothing are background: posterior 1 there (renormalise's rule)
+            # voxels left with nothing are background: posterior 1 there
             empty = total <= 0
             total = ops.where(empty, ops.ones_like(total), total)
             weights = weights / total

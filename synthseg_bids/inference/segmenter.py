@@ -45,7 +45,7 @@ from ..core.io import Image, ImageError, atomic_path, load_image, save_image, st
 from ..core.labels import LabelTable
 from ..core.postprocess import largest_components
 from ..core.resample import copy_to_grid, grids_align, resample_posteriors
-from ..core.volumes import volumes_from_posterior_sums
+from ..core.volumes import FLAG_TEXT, QC_FORMAT, VOLUME_FORMAT, volumes_from_posterior_sums
 from .look_ahead import LookAhead
 from .memory import check_posteriors_fit
 from .prediction import Backend, CombinedPosteriors, DevicePosteriors
@@ -792,12 +792,12 @@ def write_result(
             save_image(result.posteriors, result.labels.affine, tmp, dtype=np.float32, header=result.labels.header)
         if volumes is not None:
             tmp = temporary("volumes", volumes)
-            row = {"scan": scan, **{name: f"{v:.3f}" for name, v in result.volumes.items()}}
+            row = {"scan": scan, **{name: VOLUME_FORMAT % v for name, v in result.volumes.items()}}
             tmp.write_text(table_text(pd.DataFrame([row]), sep=","))
         if qc is not None:
             tmp = temporary("qc", qc)
             scores = result.qc.scores
-            row = {"scan": scan, **{name: f"{v:.4f}" for name, v in scores.items()}, "flag": str(result.qc.flag)}
+            row = {"scan": scan, **{name: QC_FORMAT % v for name, v in scores.items()}, "flag": FLAG_TEXT[result.qc.flag]}
             tmp.write_text(table_text(pd.DataFrame([row]), sep=","))
     return written
 

@@ -52,7 +52,8 @@ def test_keras_model_end_to_end(tiny_model, scan, tmp_path):
     header, row = out["volumes"].read_text().splitlines()
     assert header.startswith("scan,Left-Cerebral-White-Matter") and header.endswith("total intracranial")
     assert row.startswith("sub-01_T1w,")
-    assert out["qc"].read_text().splitlines()[0].endswith(",flag")
+    header, row = out["qc"].read_text().splitlines()
+    assert header.endswith(",flag") and row.split(",")[-1] == ("true" if a.qc.flag else "false")  # as the BIDS tables
 
 
 def test_write_result_all_or_nothing(tmp_path):
