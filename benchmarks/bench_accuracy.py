@@ -1,7 +1,7 @@
 """Benchmark of the accuracy/time/memory trade-off of prediction: Dice, seconds per scan and peak RSS.
 
 Each variant (prediction settings: windows, test-time ensemble, precision) segments the same
-scans in a fresh subprocess (peak resident memory = ``ru_maxrss`` of that process), after
+scans in a fresh subprocess (peak resident memory = ``VmHWM`` of that process), after
 one untimed warm-up segmentation of the MNI152 scan (TensorFlow traces its graphs then), so
 the seconds are steady-state. The scans:
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -116,7 +115,8 @@ def run_child(args) -> None:
         save_image(result.labels.data, result.labels.affine, out / f"{name}.nii.gz", dtype=np.int16)
         records.append({"name": name, "seconds": seconds, "network": result.timings["network"],
                         "volumes": result.volumes})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss starts from the forking parent's, kept across exec)
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
     summary = {"variant": variant, "precision": segmenter.network.precision, "settings": settings.to_dict(),
                "label_values": segmenter.label_table.values.tolist(), "scans": records, "peak_rss_mib": peak}
     (out / "result.json").write_text(json.dumps(summary))

@@ -91,7 +91,7 @@ def test_participant_workflow_sets_each_scans_estimate(tmp_path):
 
 
 WORKER = r"""
-import json, os, resource, sys
+import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import nipype  # the node runs in a Nipype worker
 from synthseg_bids.inference import InferenceSettings, Segmenter, write_result
@@ -100,7 +100,9 @@ settings = InferenceSettings(device="cpu", threads=2, precision=precision)
 result = Segmenter(None, settings).segment(scan, posteriors=posteriors)
 write_result(result, labels=os.path.join(out, "dseg.nii.gz"), volumes=os.path.join(out, "volumes.csv"),
              posteriors=os.path.join(out, "probseg.nii.gz") if posteriors else None)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+# VmHWM: this process's own peak; ru_maxrss would keep the forking pytest process's, which survives exec
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps(peak * 1024))
 """
 
 
@@ -127,8 +129,9 @@ def _mni_on_grid(path, voxel):
 def test_estimate_bounds_the_measured_peak(tmp_path, voxel, posteriors, precision):
     """Peak RSS of the segmentation step in a fresh process (what one MultiProc slot needs).
 
-    The child reports ``getrusage(RUSAGE_SELF).ru_maxrss`` itself: this process's
-    ``RUSAGE_CHILDREN`` would be the largest of all children any earlier test started.
+    The child reports its own peak (``VmHWM`` of ``/proc/self/status``): its ``ru_maxrss`` would
+    start from the forking pytest process's (kept across exec), and this process's ``RUSAGE_CHILDREN``
+    would be the largest of all children any earlier test started.
     """
     pytest.importorskip("nilearn")
     from synthseg_bids.inference import default_model_path
