@@ -17,13 +17,14 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import keras
 from keras import ops
 
 from ..core.io import file_sha256
 from ..core.progress import Progress
+from ..core.settings import SettingsError
 from ..network.model_file import ModelFileError, ModelInfo, read_model_file, save_model, set_weights_from
 from ..network.unet import logits_model
 from .checkpoints import Checkpoint, TrainingState, checkpoint_path, list_checkpoints, save_checkpoint
@@ -210,6 +211,7 @@ def run_training(
     info: ModelInfo,
     resume: bool,
     initial_model: str | os.PathLike | None,
+    batch_norm_images: Callable[[], Iterable[Any]] | None = None,
 ) -> Path:
     """Train ``unet`` through ``trainer`` on ``dataset`` and write ``model_dir/model.npz``.
 
@@ -232,12 +234,19 @@ def run_training(
     initial_model
         Model file whose weights start the training (fine-tuning); ignored when
         resuming from a checkpoint. Its label table and network must match ``info``.
+    batch_norm_images
+        With ``settings.batch_norm_images``: returns the network inputs from which the
+        batch-normalisation statistics are recomputed after the last epoch
+        (:func:`~synthseg_bids.training.batch_norm.recalibrate_batch_norm`).
 
     Returns
     -------
     pathlib.Path
         The final model file.
     """
+    if settings.batch_norm_images and batch_norm_images is None:
+        raise SettingsError("batch_norm_images is set, but this kind of training has no images to recompute "
+                            "batch-normalisation statistics with (synthetic training only)")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = _resume_point(model_dir, info) if resume else None
@@ -277,10 +286,25 @@ def run_training(
             dataset, epochs=last, initial_epoch=max(first, start), callbacks=callbacks, shuffle=False, verbose=0
         )
         start = last
+    if batch_norm_images is not None and settings.batch_norm_images:
+        info = _recalibrated(unet, batch_norm_images, info, settings)
     final = _with_progress(info, settings.epochs, settings)
     path = save_model(model_dir / FINAL_MODEL_NAME, unet, final, weights_dtype=settings.save_dtype)
     logger.info("wrote %s", path)
     return path
+
+
+def _recalibrated(
+    unet: keras.Model, images: Callable[[], Iterable[Any]], info: ModelInfo, settings: TrainingSettings
+) -> ModelInfo:
+    """Recompute the batch-normalisation statistics; ``info`` with a record of it."""
+    from .batch_norm import recalibrate_batch_norm
+
+    started = time.perf_counter()
+    n = recalibrate_batch_norm(unet, images())
+    logger.info("batch-normalisation statistics recomputed from %d images (%.0f s)", n, time.perf_counter() - started)
+    shape = settings.batch_norm_shape or info.generator.get("settings", {}).get("output_shape")
+    return info.replace(provenance={**info.provenance, "batch_norm_statistics": {"images": n, "shape": shape}})
 
 
 def _resume_point(model_dir: Path, info: ModelInfo) -> Checkpoint | None:

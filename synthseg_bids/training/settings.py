@@ -55,6 +55,15 @@ class TrainingSettings(Settings):
         of the U-Net; the generator, the softmax and the losses stay float32.
     save_dtype : str
         Storage of the final ``model.npz`` weights: 'float32' or 'float16' (half the size).
+    batch_norm_images : int
+        After the last epoch, recompute the batch-normalisation statistics used at inference
+        as the mean over this many synthetic images of each image's statistics, the weights
+        fixed (:mod:`synthseg_bids.training.batch_norm`); 0: keep the running averages of
+        training. Synthetic training only.
+    batch_norm_shape : tuple of 3 int or None
+        Size of those images (``None``: the generator's ``output_shape``). Larger than the
+        training crops when the crops were made small for speed: the statistics should
+        describe images like those segmented later.
     """
 
     epochs: int = 505
@@ -72,10 +81,15 @@ class TrainingSettings(Settings):
     jit_compile: str = "auto"
     mixed_precision: str = "float32"
     save_dtype: str = "float32"
+    batch_norm_images: int = 0
+    batch_norm_shape: tuple[int, int, int] | None = None
 
     def validate(self) -> None:
         self.check_at_least(1, "epochs", "steps_per_epoch", "batch_size", "checkpoint_every")
-        self.check_at_least(0, "lr_decay", "keep_checkpoints")
+        self.check_at_least(0, "lr_decay", "keep_checkpoints", "batch_norm_images")
+        shape = self.batch_norm_shape
+        if shape is not None and (len(shape) != 3 or any(int(s) != s or s < 1 for s in shape)):
+            raise SettingsError(f"batch_norm_shape must be 3 positive integers, got {shape!r}")
         if not 0 <= self.wl2_epochs <= self.epochs:
             raise SettingsError(f"wl2_epochs must be in 0..epochs ({self.epochs}), got {self.wl2_epochs}")
         if not self.learning_rate > 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .data import LabelMapBatches
 from .loop import SegmentationTrainer, file_digests, run_training
 from .settings import TrainingSettings
 
-__all__ = ["SyntheticTrainer", "generator_metadata", "train_synthetic"]
+__all__ = ["SyntheticTrainer", "batch_norm_images", "generator_metadata", "train_synthetic"]
 
 logger = logging.getLogger("synthseg_bids.training")
 
@@ -154,4 +154,49 @@ def train_synthetic(
         info=info,
         resume=resume,
         initial_model=initial_model,
+        batch_norm_images=lambda: batch_norm_images(maps.indices, spec, generator_settings, training_settings, voxel),
     )
+
+
+#: Tag of the random stream of the batch-normalisation images (apart from training's).
+_BATCH_NORM_STREAM = 0x424E
+
+
+def batch_norm_images(
+    indices: np.ndarray, spec: Any, generator_settings: Any, settings: TrainingSettings, voxel_size: Any
+) -> Iterator[Any]:
+    """``settings.batch_norm_images`` synthetic images of ``settings.batch_norm_shape``.
+
+    They come from the training label maps through the training generator, with its
+    settings but that shape, from a random stream of their own, seeded by
+    ``(settings.seed, 0x424E)``: the label maps are chosen and the images drawn
+    independently of the training batches.
+
+    Parameters
+    ----------
+    indices
+        Training label maps as generation indices (N, X, Y, Z).
+    spec, generator_settings
+        The training generator's spec and settings.
+    settings
+        Training settings (count, shape, seed, batch size).
+    voxel_size
+        The label maps' voxel size in mm.
+
+    Yields
+    ------
+    tensor
+        Generator images (``batch_size``, X, Y, Z, 1).
+    """
+    from ..generator import LabelsToImage
+
+    shape = settings.batch_norm_shape or generator_settings.output_shape
+    stream = np.random.SeedSequence([settings.seed, _BATCH_NORM_STREAM])
+    generator = LabelsToImage(
+        spec, generator_settings.replace(output_shape=tuple(shape)), seed=int(stream.generate_state(1)[0] >> 1),
+        voxel_size=voxel_size,
+    )
+    rng = np.random.default_rng(stream)
+    for _ in range(settings.batch_norm_images):
+        image, _target = generator(indices[rng.integers(0, len(indices), size=settings.batch_size)])
+        yield image
