@@ -159,7 +159,7 @@ class ModelChoice(Settings):
 
     def validate(self) -> None:
         if self.file is not None and self.folder is not None:
-            raise ModelSelectionError("give either a model file (--model) or a model folder (--model-dir), not both")
+            raise ModelSelectionError("give either --model FILE or --model-dir DIR, not both")
         if self.v1 and self.robust:
             raise ModelSelectionError(
                 "--v1 cannot be used with --robust: SynthSeg-robust only exists in version 2.0 (drop --v1)"

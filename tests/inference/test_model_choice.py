@@ -43,8 +43,7 @@ def fake_folder(tmp_path) -> Path:
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"file": "m.npz", "folder": "models"}, "give either a model file (--model) or a model folder (--model-dir), "
-         "not both"),
+        ({"file": "m.npz", "folder": "models"}, "give either --model FILE or --model-dir DIR, not both"),
         ({"folder": "models", "v1": True, "robust": True},
          "--v1 cannot be used with --robust: SynthSeg-robust only exists in version 2.0 (drop --v1)"),
         ({"v1": True}, "--v1 select(s) SynthSeg's published networks in a model folder: add --model-dir DIR "
