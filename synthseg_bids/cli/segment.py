@@ -57,7 +57,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import __version__
 from ..core.io import ImageError, atomic_path
@@ -71,6 +71,9 @@ from .arguments import (
 )
 from .segment_jobs import InputError, Job, UsageError, resolve_jobs
 from .segment_tables import Table, qc_row, volume_row
+
+if TYPE_CHECKING:
+    from ..inference.model_choice import ModelChoice
 
 __all__ = ["PROG", "UNSUPPORTED", "Job", "UsageError", "build_parser", "main", "resolve_jobs", "settings_from_args"]
 
@@ -186,7 +189,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return InferenceSettings.fast(**changes) if fast else InferenceSettings(**changes)
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, Any, list[Job]]:
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ModelChoice, Any, list[Job]]:
     """The options, their model choice, their inference settings and the jobs; a usage error exits
     (status 2) through argparse.
 
@@ -223,7 +226,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, Any, li
 # -- the model: chosen from the options, loaded once -------------------------------
 
 
-def _check_files(model: Any) -> None:
+def _check_files(model: ModelChoice) -> None:
     """That the files of the model choice are there; a missing one raises :class:`_Stop`."""
     from ..network import ModelFileError
 
@@ -233,7 +236,7 @@ def _check_files(model: Any) -> None:
         raise _Stop(str(err)) from None
 
 
-def _load_segmenter(model: Any, settings: Any) -> Any:
+def _load_segmenter(model: ModelChoice, settings: Any) -> Any:
     """The segmenter of the model choice; a model or device problem raises :class:`_Stop`."""
     from ..inference.device import DeviceError
     from ..network import ModelFileError
