@@ -77,7 +77,7 @@ def build_networks(fs=None, *, seed: int = 0) -> dict:
 
 def write_model_dir(folder: Path, nets: dict) -> Path:
     """Write ``nets`` (from :func:`build_networks`) as ``$FREESURFER_HOME/models`` does name them."""
-    from synthseg_bids.inference.official import MODEL_FILES
+    from synthseg_bids.inference.model_choice import MODEL_FILES
 
     folder.mkdir(parents=True, exist_ok=True)
     for role, net in nets.items():

@@ -5,28 +5,28 @@ Every command's parser is a :class:`CommandParser`: a usage error is one line
 ``--help``, or before the error when no arguments were given at all. Argparse ``type=``
 callables raise :class:`argparse.ArgumentTypeError`, which becomes such a line
 (``PROG: error: argument --option: <problem>``).
-:func:`add_official_model_options` and :func:`model_choice_problem` are the one home of
-``mri_synthseg``'s choice of published networks (``--model-dir DIR [--v1 | --robust] [--parc]``),
-used by the BIDS-App and by ``synthseg-bids segment``.
+:func:`add_official_model_options` adds ``mri_synthseg``'s choice of published networks
+(``--model-dir DIR [--v1 | --robust] [--parc]``) and :func:`model_choice_of` turns the parsed model
+options into the one :class:`~synthseg_bids.inference.model_choice.ModelChoice`, for the BIDS-App
+and for ``synthseg-bids segment``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from ..inference.model_choice import ModelChoice
 
 __all__ = [
-    "OFFICIAL_SWITCHES",
     "CommandParser",
     "add_accuracy_options",
     "add_official_model_options",
-    "model_choice_problem",
+    "model_choice_of",
     "positive_int",
 ]
-
-#: The switches of :func:`add_official_model_options` that need ``--model-dir``.
-OFFICIAL_SWITCHES = ("v1", "robust", "parc")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -97,18 +97,16 @@ def add_official_model_options(group: Any, *, folder_type: Callable[[str], Any] 
                        f"parcels in the cortex of {parc_output}")
 
 
-def model_choice_problem(args: argparse.Namespace, switches: tuple[str, ...] = OFFICIAL_SWITCHES) -> str | None:
-    """Why the parsed model options cannot be combined (a usage error), or None.
-
-    ``switches`` are the options (attribute names) that select published networks and so
-    need ``--model-dir``: :data:`OFFICIAL_SWITCHES`, plus the BIDS-App's ``qc`` flag.
+def model_choice_of(parser: argparse.ArgumentParser, args: argparse.Namespace, *, network_qc: bool) -> ModelChoice:
+    """The :class:`~synthseg_bids.inference.model_choice.ModelChoice` of the parsed ``--model``,
+    ``--model-dir``, ``--v1``, ``--robust`` and ``--parc`` (and ``network_qc``, which each command
+    derives from its own ``--qc``); options that cannot be combined are a usage error (exit 2).
+    Its files are not looked for here (:meth:`~synthseg_bids.inference.model_choice.ModelChoice.files`).
     """
-    if args.model is not None and args.model_dir is not None:
-        return "give either --model FILE or --model-dir DIR, not both"
-    if args.v1 and args.robust:
-        return "--v1 cannot be used with --robust: SynthSeg-robust only exists in version 2.0 (drop --v1)"
-    given = [f"--{name}" for name in switches if getattr(args, name)]
-    if given and args.model_dir is None:
-        return (f"{', '.join(given)} select(s) SynthSeg's published networks in a model folder: add --model-dir "
-                "DIR (e.g. --model-dir $FREESURFER_HOME/models)")
-    return None
+    from ..inference.model_choice import ModelChoice, ModelSelectionError
+
+    try:
+        return ModelChoice(file=args.model, folder=args.model_dir, v1=args.v1, robust=args.robust,
+                           parcellation=args.parc, network_qc=network_qc)
+    except ModelSelectionError as err:
+        parser.error(str(err))

@@ -21,11 +21,10 @@ from typing import Sequence
 
 from .. import __version__
 from .arguments import (
-    OFFICIAL_SWITCHES,
     CommandParser,
     add_accuracy_options,
     add_official_model_options,
-    model_choice_problem,
+    model_choice_of,
     positive_int,
 )
 
@@ -38,8 +37,7 @@ _FILTER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: Keyword arguments of ``BIDSLayout.get`` that a filter file may not set.
 _RESERVED_QUERY_KEYS = {"return_type", "target", "scope", "regex_search", "absolute_paths", "invalid_filters"}
 #: Options that :func:`parse_args` passes to :class:`AppConfig` unchanged, under the same name.
-_AS_GIVEN = ("analysis_level", "model", "model_dir", "v1", "robust", "parc", "device", "precision", "shifts",
-             "nprocs", "mem_gb",
+_AS_GIVEN = ("analysis_level", "device", "precision", "shifts", "nprocs", "mem_gb",
              "use_plugin", "write_posteriors", "inference_settings", "skip_bids_validation", "reference_dir",
              "compare_dir", "stop_on_first_crash")
 
@@ -237,15 +235,12 @@ def parse_args(args: Sequence[str] | None = None):
     where = f"in {bids_dir}" + (f" for participant(s) {', '.join(participants)}" if participants else "")
     _check_present(parser, "session", sessions, {s.name[4:] for d in subject_dirs for s in d.glob("ses-*")
                                                  if s.is_dir()}, where)
-    problem = model_choice_problem(opts, (*OFFICIAL_SWITCHES, "qc"))
-    if problem is not None:
-        parser.error(problem)
-    if opts.model_dir:
-        from ..inference.official import select_model_files
+    model = model_choice_of(parser, opts, network_qc=opts.qc)
+    if model.folder is not None:  # the folder's networks (a missing shipped model is the run's error, exit 1)
         from ..network import ModelFileError
 
         try:
-            select_model_files(opts.model_dir, v1=opts.v1, robust=opts.robust, parcellation=opts.parc, qc=opts.qc)
+            model.files()
         except ModelFileError as err:
             parser.error(f"--model-dir: {err}")
     if opts.precision == "bfloat16":
@@ -272,7 +267,7 @@ def parse_args(args: Sequence[str] | None = None):
         participant_label=participants,
         session_label=sessions,
         bids_filters=opts.bids_filters or "",
-        network_qc=opts.qc,
+        model=model,
         omp_nthreads=opts.omp_nthreads or 0,
         run_uuid=run_uuid,
         verbosity=opts.verbose_count,

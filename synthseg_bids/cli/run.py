@@ -110,24 +110,6 @@ def _versions(model: str, model_sha256: str) -> dict[str, str]:
     return versions
 
 
-def _resolve_model(config) -> Path:
-    from ..bids import BIDSError
-
-    if config.model_dir:
-        from ..inference.official import select_model_files
-
-        files = select_model_files(config.model_dir, v1=config.v1, robust=config.robust)
-        return files.segmentation.resolve()
-    if config.model:
-        return Path(config.model).resolve()
-    from ..inference import default_model_path
-
-    path = Path(default_model_path())
-    if not path.is_file():
-        raise BIDSError(f"the default model {path} is missing; give one with --model")
-    return path
-
-
 def _plugin(config) -> tuple[str, dict]:
     if config.use_plugin:
         import yaml
@@ -187,20 +169,18 @@ def run_participant(config, started: float) -> int:
     if n_scans == 0:
         return _error(f"no anatomical scan selected in {config.bids_dir} "
                       "(check --participant-label, --session-label and --bids-filter-file)")
-    model = _resolve_model(config)
-    config = config.replace(model=model)
-    from ..inference.official import model_identity
     from ..network import ModelFileError
 
     try:
-        # with --model-dir, `model` names its segmentation network (provenance); the folder is the choice
-        label_table, model_sha256 = model_identity(None if config.model_dir else model, model_dir=config.model_dir,
-                                                   v1=config.v1, robust=config.robust, parcellation=config.parc,
-                                                   qc=config.network_qc)
+        # absolute paths, the shipped model named: what config.toml records and the nodes (in folders of their own) get
+        config = config.replace(model=config.model.resolved())
+        model = config.model.files().segmentation  # with --model-dir, its segmentation network names it
+        identity = config.model.identity()
     except ModelFileError as err:
         return _error(str(err))
+    label_table, model_sha256 = identity.label_table, identity.sha256
 
-    parcellation = bool(config.model_dir and config.parc)
+    parcellation = config.model.parcellation
     parcellation_table = None
     if parcellation:
         from ..network.official import DK_PARCELLATION_TABLE as parcellation_table
@@ -341,7 +321,7 @@ def _run_participant_wf(config, todo, model_sha256, versions, run_log_dir: Path)
     from ..workflows.outputs import LAST_SINK
 
     metadata = {
-        "Model": str(config.model),
+        "Model": versions["model"],
         "ModelSHA256": model_sha256,
         "Version": versions["version"],
         "Config": {k: v for k, v in config.to_dict().items() if v is not None},

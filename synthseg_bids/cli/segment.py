@@ -57,7 +57,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import __version__
 from ..core.io import ImageError, atomic_path
@@ -66,11 +66,14 @@ from .arguments import (
     CommandParser,
     add_accuracy_options,
     add_official_model_options,
-    model_choice_problem,
+    model_choice_of,
     positive_int,
 )
 from .segment_jobs import InputError, Job, UsageError, resolve_jobs
 from .segment_tables import Table, qc_row, volume_row
+
+if TYPE_CHECKING:
+    from ..inference.model_choice import ModelChoice
 
 __all__ = ["PROG", "UNSUPPORTED", "Job", "UsageError", "build_parser", "main", "resolve_jobs", "settings_from_args"]
 
@@ -186,8 +189,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return InferenceSettings.fast(**changes) if fast else InferenceSettings(**changes)
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, list[Job]]:
-    """The options, their inference settings and the jobs; a usage error exits (status 2) through argparse.
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ModelChoice, Any, list[Job]]:
+    """The options, their model choice, their inference settings and the jobs; a usage error exits
+    (status 2) through argparse.
 
     Raises
     ------
@@ -201,9 +205,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, list[Jo
             parser.error(message)
     if args.crop is not None and len(args.crop) not in (1, 3):
         parser.error(f"argument --crop: give 1 or 3 sizes, got {len(args.crop)}")
-    problem = model_choice_problem(args)
-    if problem is not None:
-        parser.error(problem)
+    # with --model-dir, --qc CSV gets the QC network's scores (without it, the posterior-based QC)
+    model = model_choice_of(parser, args, network_qc=args.model_dir is not None and args.qc is not None)
 
     from ..core.settings import SettingsError
 
@@ -217,57 +220,29 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, list[Jo
         parser.error(str(err))
     except InputError as err:
         raise _Stop(str(err)) from None
-    return args, settings, jobs
+    return args, model, settings, jobs
 
 
 # -- the model: chosen from the options, loaded once -------------------------------
 
 
-def _model_choice(args: argparse.Namespace) -> tuple[Path, Any]:
-    """The model file (or segmentation network) the options choose, and the published networks' files or None.
-
-    ``--model-dir``: the files ``mri_synthseg`` would pick; ``--model``: that file; neither: the shipped model.
-
-    Raises
-    ------
-    _Stop
-        A model folder without the chosen files, a missing model file, no default model installed.
-    """
-    if args.model_dir is not None:
-        from ..inference.official import select_model_files
-        from ..network import ModelFileError
-
-        try:
-            files = select_model_files(args.model_dir, v1=args.v1, robust=args.robust, parcellation=args.parc,
-                                       qc=args.qc is not None)
-        except ModelFileError as err:
-            raise _Stop(str(err)) from None
-        return files.segmentation, files
-    if args.model is not None:
-        model = Path(args.model)
-        if not model.is_file():
-            raise _Stop(f"{model}: model file not found")
-        return model, None
-    from ..inference.segmenter import default_model_path
-
-    model = default_model_path()
-    if not model.is_file():
-        raise _Stop(f"no model given and the default model is not installed ({model}); "
-                    "pass a model file with --model FILE")
-    return model, None
-
-
-def _load_segmenter(model: Path, model_files: Any, settings: Any) -> Any:
-    """The segmenter of :func:`_model_choice`'s answer; a model or device problem raises :class:`_Stop`."""
-    from ..inference.device import DeviceError
-    from ..inference.official import OfficialSegmenter, load_segmenter
+def _check_files(model: ModelChoice) -> None:
+    """That the files of the model choice are there; a missing one raises :class:`_Stop`."""
     from ..network import ModelFileError
 
     try:
-        if model_files is not None:
-            return OfficialSegmenter(model_files.segmentation, parcellation=model_files.parcellation,
-                                     qc=model_files.qc, settings=settings)
-        return load_segmenter(model, settings=settings)
+        model.files()
+    except ModelFileError as err:
+        raise _Stop(str(err)) from None
+
+
+def _load_segmenter(model: ModelChoice, settings: Any) -> Any:
+    """The segmenter of the model choice; a model or device problem raises :class:`_Stop`."""
+    from ..inference.device import DeviceError
+    from ..network import ModelFileError
+
+    try:
+        return model.load(settings)
     except (ModelFileError, DeviceError, ImageError) as err:
         raise _Stop(str(err)) from None
 
@@ -363,8 +338,8 @@ def _run_jobs(segmenter: Any, jobs: list[Job], tables: dict[str, Table], overwri
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module docstring)."""
     try:
-        args, settings, jobs = _parse(argv)
-        model, model_files = _model_choice(args)
+        args, model, settings, jobs = _parse(argv)
+        _check_files(model)
         tables = _open_tables(args)
     except _Stop as err:
         _say(f"{PROG}: error: {err}")
@@ -377,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        segmenter = _load_segmenter(model, model_files, settings)
+        segmenter = _load_segmenter(model, settings)
     except _Stop as err:
         _say(f"{PROG}: error: {err}")
         return 1

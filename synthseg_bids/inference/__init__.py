@@ -14,6 +14,7 @@ Examples
 """
 
 from .device import DeviceError, configure_device, visible_gpus
+from .model_choice import ModelChoice
 from .preprocess import PreparedScan, extract_window, head_window, normalise_intensities, prepare_scan
 from .qc import QC_GROUPS, QualityControl, quality_control
 from .segmenter import (
@@ -32,6 +33,7 @@ __all__ = [
     "QC_GROUPS",
     "DeviceError",
     "InferenceSettings",
+    "ModelChoice",
     "Network",
     "PreparedScan",
     "QualityControl",

@@ -1,8 +1,10 @@
 """SynthSeg's published networks (Keras 2 ``.h5`` files) in the prediction pipeline.
 
 FreeSurfer 7.3 and later install SynthSeg's trained networks in ``$FREESURFER_HOME/models``;
-:func:`select_model_files` picks files from such a folder as FreeSurfer's ``mri_synthseg``
-does, and :class:`OfficialSegmenter` runs them:
+:class:`~synthseg_bids.inference.model_choice.ModelChoice` picks files from such a folder as
+FreeSurfer's ``mri_synthseg`` does (and :meth:`ModelChoice.load
+<synthseg_bids.inference.model_choice.ModelChoice.load>` builds the segmenter), and
+:class:`OfficialSegmenter` runs them:
 
 - the segmentation network (1.0, 2.0, or the robust 2.0 cascade) through the ordinary
   :class:`~synthseg_bids.inference.Segmenter` (same pre-processing, flip augmentation,
@@ -30,7 +32,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from scipy import ndimage
@@ -44,109 +46,23 @@ from .preprocess import PreparedScan, extract_window, prepare_scan
 from .segmenter import Network, SegmentationResult, Segmenter
 from .settings import InferenceSettings
 
+if TYPE_CHECKING:
+    from .model_choice import ModelFiles
+
 __all__ = [
     "CORTEX_LABELS",
-    "MODEL_FILES",
     "QC_SHAPE",
-    "ModelSelectionError",
-    "OfficialModels",
     "OfficialResult",
     "OfficialSegmenter",
     "cached_official_segmenter",
-    "is_official_model",
-    "model_identity",
-    "load_segmenter",
-    "official_model_files",
-    "select_model_files",
 ]
 
-#: File names in ``$FREESURFER_HOME/models`` (FreeSurfer 7.3) by role.
-MODEL_FILES: dict[str, str] = {
-    "1.0": "synthseg_1.0.h5",
-    "2.0": "synthseg_2.0.h5",
-    "robust": "synthseg_robust_2.0.h5",
-    "parcellation": "synthseg_parc_2.0.h5",
-    "qc": "synthseg_qc_2.0.h5",
-}
 #: Segmentation labels whose voxels are parcellated (left and right cerebral cortex).
 CORTEX_LABELS = (3, 42)
 #: Edge of the cube the QC network sees (voxels of the model's grid; SynthSeg's 224).
 QC_SHAPE = QC_CROP_SIZE
 #: Standard deviation (voxels) of the smoothing of the parcellation posteriors (SynthSeg's).
 PARCELLATION_SIGMA = 0.5
-
-
-class ModelSelectionError(ValueError):
-    """Switches that cannot be combined (e.g. ``--v1`` with ``--robust``)."""
-
-
-@dataclass(frozen=True)
-class OfficialModels:
-    """The files of one official pipeline.
-
-    Attributes
-    ----------
-    segmentation : Path
-        1.0, 2.0 or robust 2.0 segmentation network.
-    parcellation, qc : Path or None
-        Parcellation and QC networks, when asked for.
-    """
-
-    segmentation: Path
-    parcellation: Path | None = None
-    qc: Path | None = None
-
-
-def select_model_files(
-    model_dir: str | os.PathLike,
-    *,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    qc: bool = False,
-) -> OfficialModels:
-    """The files of ``model_dir`` (laid out like ``$FREESURFER_HOME/models``) that
-    ``mri_synthseg`` would use for these switches.
-
-    ``robust`` selects ``synthseg_robust_2.0.h5``, ``v1`` ``synthseg_1.0.h5``, otherwise
-    ``synthseg_2.0.h5``; ``parcellation`` and ``qc`` add ``synthseg_parc_2.0.h5`` and
-    ``synthseg_qc_2.0.h5``, also with ``v1`` (there are no 1.0 versions of them; as in
-    ``mri_synthseg``, they then run on the 1.0 segmentation).
-
-    Raises
-    ------
-    ModelSelectionError
-        ``v1`` with ``robust`` (SynthSeg-robust exists only in version 2.0).
-    synthseg_bids.network.ModelFileError
-        The folder or a selected file is missing (the message names it).
-    """
-    from ..network import ModelFileError
-
-    if v1 and robust:
-        raise ModelSelectionError(
-            "--v1 cannot be used with --robust: SynthSeg-robust only exists in version 2.0 (drop --v1)"
-        )
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise ModelFileError(folder, "model folder not found (expected a folder like $FREESURFER_HOME/models)")
-    roles = ["robust" if robust else "1.0" if v1 else "2.0"]
-    if parcellation:
-        roles.append("parcellation")
-    if qc:
-        roles.append("qc")
-    paths = {role: folder / MODEL_FILES[role] for role in roles}
-    for role, path in paths.items():
-        if not path.is_file():
-            raise ModelFileError(path, f"not found: the {role} network {MODEL_FILES[role]} is not in {folder}")
-    return OfficialModels(paths[roles[0]], paths.get("parcellation"), paths.get("qc"))
-
-
-def is_official_model(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is to be read as a Keras 2 ``.h5`` network (by suffix or content)."""
-    from ..network.official import is_keras2_h5
-
-    path = Path(path)
-    return path.suffix.lower() in (".h5", ".hdf5") or is_keras2_h5(path)
 
 
 def robust_settings(settings: InferenceSettings) -> InferenceSettings:
@@ -247,23 +163,6 @@ class OfficialSegmenter:
         self._parcellate = _compiled(self.networks["parcellation"].model) if parcellation is not None else None
         self._score = _compiled(self.networks["qc"].model) if qc is not None else None
         self._ahead = LookAhead()
-
-    @classmethod
-    def from_model_dir(
-        cls,
-        model_dir: str | os.PathLike,
-        *,
-        v1: bool = False,
-        robust: bool = False,
-        parcellation: bool = False,
-        qc: bool = False,
-        settings: InferenceSettings | None = None,
-        qc_size: int | None = None,
-    ) -> "OfficialSegmenter":
-        """The pipeline of ``mri_synthseg`` with these switches (:func:`select_model_files`)."""
-        files = select_model_files(model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-        return cls(files.segmentation, parcellation=files.parcellation, qc=files.qc, settings=settings,
-                   qc_size=qc_size)
 
     # the Segmenter interface used by the command line and the Nipype interface
     settings = _from_segmenter("settings")
@@ -409,137 +308,18 @@ def _compiled(model: Any) -> Callable[[Any], np.ndarray]:
     return lambda batch: run_tf(tf.nest.map_structure(tf.constant, as_inputs(batch))).numpy()
 
 
-def load_segmenter(
-    model: str | os.PathLike | None = None,
-    *,
-    model_dir: str | os.PathLike | None = None,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    qc: bool = False,
-    settings: InferenceSettings | None = None,
-) -> Segmenter | OfficialSegmenter:
-    """The segmenter for a model choice, as the command line and the BIDS-App make it.
-
-    An :class:`OfficialSegmenter` on the files of :func:`official_model_files` (``model_dir``
-    with the switches, or a ``.h5`` ``model``); otherwise a
-    :class:`~synthseg_bids.inference.Segmenter` (``None``: the shipped model). The switches
-    ``v1``, ``robust`` and ``parcellation`` need ``model_dir``; ``qc`` (the QC network) is
-    used with ``model_dir`` only (other models have the posterior-based QC of every result).
-
-    Raises
-    ------
-    ModelSelectionError
-        ``model`` with ``model_dir``, a switch without ``model_dir``, ``v1`` with ``robust``.
-    """
-    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    if files is None:
-        return Segmenter(model, settings)
-    return OfficialSegmenter(files.segmentation, parcellation=files.parcellation, qc=files.qc, settings=settings)
-
-
-def official_model_files(
-    model: str | os.PathLike | None = None,
-    *,
-    model_dir: str | os.PathLike | None = None,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    qc: bool = False,
-) -> OfficialModels | None:
-    """The published networks of a model choice, or ``None`` for one of our own model files.
-
-    ``model_dir``: the files the switches select (:func:`select_model_files`); a ``.h5``
-    ``model``: that file alone; ``None`` otherwise (``model`` is ours; ``None``: the shipped
-    one). ``qc`` counts only with ``model_dir`` (other models have the posterior-based QC).
-
-    Raises
-    ------
-    ModelSelectionError
-        ``model`` with ``model_dir``, ``v1``, ``robust`` or ``parcellation`` without ``model_dir``,
-        ``v1`` with ``robust``.
-    """
-    if model is not None and model_dir is not None:
-        raise ModelSelectionError("give either a model file (--model) or a model folder (--model-dir), not both")
-    if model_dir is not None:
-        return select_model_files(model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    switches = [name for name, on in (("--v1", v1), ("--robust", robust), ("--parc", parcellation)) if on]
-    if switches:
-        raise ModelSelectionError(
-            f"{', '.join(switches)} select(s) networks in a model folder: add --model-dir DIR "
-            "(a folder like $FREESURFER_HOME/models)"
-        )
-    return OfficialModels(Path(model)) if model is not None and is_official_model(model) else None
-
-
 _OFFICIAL_SEGMENTERS: dict[tuple, OfficialSegmenter] = {}
 
 
-def cached_official_segmenter(
-    model: str | os.PathLike | None = None,
-    *,
-    model_dir: str | os.PathLike | None = None,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    qc: bool = False,
-    settings: InferenceSettings | None = None,
-) -> OfficialSegmenter:
+def cached_official_segmenter(files: ModelFiles, settings: InferenceSettings | None = None) -> OfficialSegmenter:
     """An :class:`OfficialSegmenter` shared within the process (as
-    :func:`~synthseg_bids.inference.cached_segmenter`), keyed by the resolved network files,
-    their modification times and the settings.
-
-    The files are those of :func:`official_model_files`: ``model_dir`` with the switches,
-    or a ``.h5`` segmentation network as ``model``.
+    :func:`~synthseg_bids.inference.cached_segmenter`), keyed by the network files (those of
+    :meth:`ModelChoice.files <synthseg_bids.inference.model_choice.ModelChoice.files>`), their
+    modification times and the settings.
     """
     settings = settings if settings is not None else InferenceSettings()
-    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    if files is None:
-        raise ModelSelectionError(f"{model}: not one of SynthSeg's .h5 networks; give one, or a model folder")
     paths = [None if p is None else Path(p).resolve() for p in (files.segmentation, files.parcellation, files.qc)]
     key = (tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths), settings)
     if key not in _OFFICIAL_SEGMENTERS:
         _OFFICIAL_SEGMENTERS[key] = OfficialSegmenter(paths[0], parcellation=paths[1], qc=paths[2], settings=settings)
     return _OFFICIAL_SEGMENTERS[key]
-
-
-def model_identity(
-    model: str | os.PathLike | None,
-    *,
-    model_dir: str | os.PathLike | None = None,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    qc: bool = False,
-) -> tuple[LabelTable, str]:
-    """The segmentation label table of a model choice and a sha256 that identifies it, without
-    building any network (for the BIDS-App's ``dseg.tsv`` and done-checks).
-
-    One file (our ``.npz`` or one ``.h5``): its sha256. With ``model_dir``: the sha256 of the
-    lines ``<file name> <sha256>`` of every selected file, so that adding ``parcellation``
-    or ``qc`` changes it.
-
-    Raises
-    ------
-    synthseg_bids.network.ModelFileError
-        An unreadable model file, or a selected file missing.
-    """
-    import hashlib
-
-    from ..core.io import file_sha256
-
-    files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
-    if files is None:
-        from ..network import read_model_file
-
-        return read_model_file(model).info.label_table, file_sha256(model)
-    from ..network.keras2_h5 import read_weights
-    from ..network.official import infer_architecture, official_label_table
-
-    architecture = infer_architecture(read_weights(files.segmentation))
-    table = official_label_table(architecture.version)
-    paths = [p for p in (files.segmentation, files.parcellation, files.qc) if p is not None]
-    if len(paths) == 1:
-        return table, file_sha256(paths[0])
-    lines = "".join(f"{p.name} {file_sha256(p)}\n" for p in paths)
-    return table, hashlib.sha256(lines.encode()).hexdigest()

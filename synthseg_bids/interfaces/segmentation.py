@@ -1,21 +1,19 @@
 """Segment one scan: a thin Nipype wrapper over :class:`synthseg_bids.inference.Segmenter`.
 
-The model is loaded once per process, model file and settings (the inference layer's
-:func:`~synthseg_bids.inference.cached_segmenter`), so a Linear run, or a MultiProc
+The model is loaded once per process, model choice and settings (the inference layer's caches,
+through :meth:`~synthseg_bids.inference.model_choice.ModelChoice.load`), so a Linear run, or a MultiProc
 worker, over many scans does not reload it for every node. TensorFlow is imported only when a node actually runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
-    Directory,
     File,
     SimpleInterface,
     TraitedSpec,
@@ -31,25 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["SynthSeg", "get_segmenter", "qc_to_dict", "run_description"]
 
 
-def get_segmenter(model: str | os.PathLike | None = None, device: str = "auto", threads: int = 0,
-                  settings: dict | None = None, *, model_dir: str | os.PathLike | None = None,
-                  official: dict | None = None):
-    """The process-wide :class:`~synthseg_bids.inference.Segmenter` for these settings.
+def get_segmenter(model: dict | None = None, device: str = "auto", threads: int = 0, settings: dict | None = None):
+    """The process-wide segmenter for a model choice and these settings.
 
-    Delegates to :func:`synthseg_bids.inference.cached_segmenter` (keyed by model file,
-    its mtime and the settings), so nodes run in one process share one loaded model. With
-    ``model_dir`` or a ``.h5`` model, SynthSeg's published networks are used instead
-    (:func:`synthseg_bids.inference.official.cached_official_segmenter`; ``official``: its
-    switches ``v1``, ``robust``, ``parcellation``, ``qc``).
+    ``model`` is a :class:`~synthseg_bids.inference.model_choice.ModelChoice` as a dict
+    (:meth:`~synthseg_bids.core.settings.Settings.to_dict`; ``None``: the shipped model); the
+    segmenter comes from the process-wide caches (:meth:`ModelChoice.load
+    <synthseg_bids.inference.model_choice.ModelChoice.load>` with ``shared=True``: keyed by the
+    network files, their mtimes and the settings), so nodes run in one process share one loaded model.
     """
-    from ..inference import InferenceSettings, cached_segmenter
-    from ..inference.official import cached_official_segmenter, is_official_model
+    from ..inference import InferenceSettings, ModelChoice
 
     fields = {**dict(settings or {}), "device": device, "threads": int(threads) if threads else None}
-    inference_settings = InferenceSettings.from_dict(fields)
-    if model_dir is not None or (model is not None and is_official_model(model)):
-        return cached_official_segmenter(model, model_dir=model_dir, settings=inference_settings, **(official or {}))
-    return cached_segmenter(model, inference_settings)
+    choice = ModelChoice.from_dict(model) if model is not None else ModelChoice()
+    return choice.load(InferenceSettings.from_dict(fields), shared=True)
 
 
 def qc_to_dict(qc: QualityControl) -> dict[str, Any]:
@@ -115,14 +108,10 @@ def run_description(segmenter) -> dict[str, Any]:
 
 class _SynthSegInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="scan to segment (any contrast, any resolution)")
-    model = File(exists=True, desc="model file (.npz, or a SynthSeg Keras .h5 segmentation network); default: the "
-                 "model shipped with the package")
-    model_dir = Directory(exists=True, desc="folder of SynthSeg's .h5 networks ($FREESURFER_HOME/models); files chosen "
-                          "as mri_synthseg does with v1, robust, parcellation, network_qc")
-    v1 = traits.Bool(False, usedefault=True, desc="with model_dir: SynthSeg 1.0 (synthseg_1.0.h5)")
-    robust = traits.Bool(False, usedefault=True, desc="with model_dir: SynthSeg-robust 2.0 (implies fast settings)")
-    parcellation = traits.Bool(False, usedefault=True, desc="with model_dir: Desikan-Killiany cortical parcellation")
-    network_qc = traits.Bool(False, usedefault=True, desc="with model_dir: SynthSeg's QC network (8 group scores)")
+    model = traits.Dict(traits.Str, traits.Any, desc="the model choice, ModelChoice.to_dict(): a model file (.npz, "
+                        "or a SynthSeg Keras .h5 segmentation network), or a folder of SynthSeg's .h5 networks "
+                        "($FREESURFER_HOME/models) with v1, robust, parcellation, network_qc; absolute paths (a file "
+                        "is hashed as a Nipype input); default: the model shipped with the package")
     device = traits.Enum("auto", "cpu", "gpu", usedefault=True, desc="where to run the network")
     tf_threads = traits.Int(0, usedefault=True, desc="CPU threads for the network (0: TensorFlow's default)")
     write_posteriors = traits.Bool(False, usedefault=True, desc="also write the 4D posterior probabilities")
@@ -150,16 +139,8 @@ class SynthSeg(SimpleInterface):
     output_spec = _SynthSegOutputSpec
 
     def _run_interface(self, runtime):
-        model = self.inputs.model if isdefined(self.inputs.model) else None
-        model_dir = self.inputs.model_dir if isdefined(self.inputs.model_dir) else None
-        switches = {"v1": self.inputs.v1, "robust": self.inputs.robust, "parcellation": self.inputs.parcellation,
-                    "qc": self.inputs.network_qc}
-        if model_dir is None and any(switches.values()):
-            on = ", ".join(name for name, value in switches.items() if value)
-            raise ValueError(f"{on}: these switches select networks in a model folder; set model_dir")
-        segmenter = get_segmenter(model, self.inputs.device, self.inputs.tf_threads,
-                                  self.inputs.settings if isdefined(self.inputs.settings) else None,
-                                  model_dir=model_dir, official=switches if model_dir is not None else None)
+        segmenter = get_segmenter(self.inputs.model if isdefined(self.inputs.model) else None, self.inputs.device,
+                                  self.inputs.tf_threads, self.inputs.settings if isdefined(self.inputs.settings) else None)
         result = segmenter.segment(self.inputs.in_file, posteriors=bool(self.inputs.write_posteriors))
         if isdefined(self.inputs.next_file):
             segmenter.segment_ahead(self.inputs.next_file, posteriors=bool(self.inputs.write_posteriors))

@@ -190,12 +190,7 @@ def init_single_subject_wf(
         inputnode = pe.Node(niu.IdentityInterface(fields=["source_file"]), name="inputnode")
         inputnode.inputs.source_file = str(scan)
         seg_wf = init_segmentation_wf(
-            model=str(config.model) if config.model and not config.model_dir else None,
-            model_dir=str(config.model_dir) if config.model_dir else None,
-            v1=config.v1,
-            robust=config.robust,
-            parcellation=config.parc,
-            network_qc=config.network_qc,
+            model=config.model,
             device=config.device,
             omp_nthreads=config.threads_per_scan,
             write_posteriors=config.write_posteriors,
@@ -204,7 +199,7 @@ def init_single_subject_wf(
             next_file=(next_scans or {}).get(str(scan)),
         )
         ds_wf = init_derivatives_wf(output_dir=str(config.output_dir), write_posteriors=config.write_posteriors,
-                                    parcellation=bool(config.model_dir and config.parc), metadata=meta)
+                                    parcellation=config.model.parcellation, metadata=meta)
         scan_wf.connect([
             (inputnode, seg_wf, [("source_file", "inputnode.in_file"), ("source_file", "inputnode.source_file")]),
             (inputnode, ds_wf, [("source_file", "inputnode.source_file")]),
@@ -218,7 +213,7 @@ def init_single_subject_wf(
         ])  # fmt: skip
         if config.write_posteriors:
             scan_wf.connect(seg_wf, "outputnode.out_probseg", ds_wf, "inputnode.out_probseg")
-        if config.model_dir and config.parc:
+        if config.model.parcellation:
             scan_wf.connect(seg_wf, "outputnode.out_parc_dseg", ds_wf, "inputnode.out_parc_dseg")
         if crashdump_dir is not None:
             # as fMRIPrep does per subject: a node's own config wins over the workflow's

@@ -5,12 +5,17 @@ one :class:`AppConfig` from the command line, :mod:`synthseg_bids.cli.run` passe
 the ``init_*_wf`` factories, and it is saved as TOML in the work folder
 (``<work_dir>/<run_uuid>/config.toml``) and next to the logs in the output folder
 (``<output_dir>/logs/config-<run_uuid>.toml``), so a run can be reproduced with
-``AppConfig.from_file(...)``.
+``AppConfig.from_file(...)``. The model is a ``[model]`` table
+(:class:`~synthseg_bids.inference.model_choice.ModelChoice`); the flat keys of release 0.1.0
+(``model``, ``model_dir``, ``v1``, ``robust``, ``parc``, ``network_qc``) are still read.
 
 Examples
 --------
 >>> cfg = AppConfig(bids_dir="/data", output_dir="/out", analysis_level="participant")
 >>> AppConfig.from_toml(cfg.to_toml()) == cfg
+True
+>>> old = AppConfig.from_dict({"model": "/fs/models/synthseg_2.0.h5", "model_dir": "/fs/models", "parc": True})
+>>> old.model == ModelChoice(folder="/fs/models", parcellation=True)
 True
 """
 
@@ -20,12 +25,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 from ..core.settings import Settings, SettingsError
+from ..inference.model_choice import ModelChoice
 
 __all__ = ["ANALYSIS_LEVELS", "DEVICES", "AppConfig", "container_info"]
 
 ANALYSIS_LEVELS = ("participant", "group")
 DEVICES = ("auto", "cpu", "gpu")
+#: The model keys of release 0.1.0's config.toml -> the ModelChoice field each became.
+_FLAT_MODEL_KEYS = {"model_dir": "folder", "v1": "v1", "robust": "robust", "parc": "parcellation",
+                    "network_qc": "network_qc"}
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor")
 
 
@@ -45,14 +56,9 @@ class AppConfig(Settings):
     bids_filters : str
         pybids filter JSON text, ``{"<query>": {entity: value}}`` (``anat`` query
         refines the default selection of anatomical scans).
-    model : Path, optional
-        Model file (``.npz``, or a SynthSeg Keras ``.h5`` segmentation network); default: the
-        model shipped with the package.
-    model_dir : Path, optional
-        Folder of SynthSeg's ``.h5`` networks (``$FREESURFER_HOME/models``) instead of ``model``.
-    v1, robust, parc, network_qc : bool
-        With ``model_dir``: the files chosen as ``mri_synthseg`` does
-        (:func:`~synthseg_bids.inference.official.select_model_files`).
+    model : ModelChoice
+        The model file (default: the model shipped with the package), or the folder of
+        SynthSeg's ``.h5`` networks with ``mri_synthseg``'s switches.
     device, nprocs, omp_nthreads, mem_gb
         Compute resources.
     precision : str or None
@@ -81,12 +87,7 @@ class AppConfig(Settings):
     participant_label: tuple[str, ...] = ()
     session_label: tuple[str, ...] = ()
     bids_filters: str = ""
-    model: Path | None = None
-    model_dir: Path | None = None
-    v1: bool = False
-    robust: bool = False
-    parc: bool = False
-    network_qc: bool = False
+    model: ModelChoice = field(default_factory=ModelChoice)
     device: str = "auto"
     precision: str | None = None
     shifts: int | None = None
@@ -113,6 +114,27 @@ class AppConfig(Settings):
             raise SettingsError(f"nprocs must be >= 1, got {self.nprocs}")
         if self.omp_nthreads < 0:
             raise SettingsError(f"omp_nthreads must be >= 0, got {self.omp_nthreads}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppConfig:
+        """As :meth:`Settings.from_dict`; the flat model keys of release 0.1.0 become the ``model`` table.
+
+        0.1.0 saved ``model`` (the file that ran: with ``model_dir``, the folder's segmentation
+        network), ``model_dir``, ``v1``, ``robust``, ``parc`` and ``network_qc`` at the top level.
+        """
+        if not isinstance(data, dict):
+            return super().from_dict(data)
+        flat = {key: data[key] for key in _FLAT_MODEL_KEYS if key in data}
+        if not flat and not isinstance(data.get("model"), str):
+            return super().from_dict(data)
+        if isinstance(data.get("model"), dict):
+            raise SettingsError(f"AppConfig: give the model as a [model] table or as the flat keys "
+                                f"{', '.join(flat)} (of release 0.1.0), not both")
+        choice = {_FLAT_MODEL_KEYS[key]: value for key, value in flat.items()}
+        if data.get("model") is not None and "folder" not in choice:
+            choice["file"] = data["model"]
+        rest = {key: value for key, value in data.items() if key != "model" and key not in _FLAT_MODEL_KEYS}
+        return super().from_dict({**rest, "model": choice})
 
     @property
     def threads_per_scan(self) -> int:

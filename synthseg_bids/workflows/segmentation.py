@@ -6,6 +6,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from ..inference.memory import segmentation_mem_gb
+from ..inference.model_choice import ModelChoice
 from ..interfaces.reports import SegmentationFigure
 from ..interfaces.segmentation import SynthSeg
 from ..interfaces.volumes import VolumesTable
@@ -23,12 +24,7 @@ def configured_settings(overrides: dict | None = None) -> dict:
 
 def init_segmentation_wf(
     *,
-    model: str | None = None,
-    model_dir: str | None = None,
-    v1: bool = False,
-    robust: bool = False,
-    parcellation: bool = False,
-    network_qc: bool = False,
+    model: ModelChoice | None = None,
     device: str = "auto",
     omp_nthreads: int = 0,
     write_posteriors: bool = False,
@@ -53,13 +49,13 @@ def init_segmentation_wf(
 
     Parameters
     ----------
-    model : str, optional
-        Model file (``.npz``, or one of SynthSeg's Keras ``.h5`` segmentation networks);
-        ``None`` uses the model shipped with the package.
-    model_dir : str, optional
-        Folder of SynthSeg's ``.h5`` networks (``$FREESURFER_HOME/models``), instead of
-        ``model``; ``v1``, ``robust``, ``parcellation`` and ``network_qc`` choose its files as
-        ``mri_synthseg`` does (:func:`~synthseg_bids.inference.official.select_model_files`).
+    model : ModelChoice, optional
+        A model file (``.npz``, or one of SynthSeg's Keras ``.h5`` segmentation networks), or
+        a folder of SynthSeg's ``.h5`` networks (``$FREESURFER_HOME/models``) whose files
+        ``v1``, ``robust``, ``parcellation`` and ``network_qc`` choose as ``mri_synthseg``
+        does; ``None``: the model shipped with the package. Give absolute paths
+        (:meth:`~synthseg_bids.inference.model_choice.ModelChoice.resolved`): the nodes run in
+        folders of their own.
     device : {'auto', 'cpu', 'gpu'}
         Where the network runs.
     omp_nthreads : int
@@ -98,7 +94,7 @@ def init_segmentation_wf(
     out_probseg
         4D posteriors (only with ``write_posteriors``).
     out_parc_dseg
-        Label map with Desikan-Killiany parcels in the cortex (only with ``parcellation``).
+        Label map with Desikan-Killiany parcels in the cortex (only with ``model.parcellation``).
     out_volumes
         One-row TSV: QC flag and scores, structure volumes (mm^3).
     out_results
@@ -108,6 +104,7 @@ def init_segmentation_wf(
     out_thumbnail
         Small PNG overlay for the group report.
     """
+    model = model if model is not None else ModelChoice()
     workflow = pe.Workflow(name=name)
     # methods text of what this workflow is configured to do (what ran is in each scan's sidecar)
     workflow.__desc__ = describe_record({"settings": configured_settings(inference_settings)})
@@ -120,19 +117,11 @@ def init_segmentation_wf(
         name="outputnode",
     )
     segment = pe.Node(
-        SynthSeg(device=device, tf_threads=omp_nthreads, write_posteriors=write_posteriors),
+        SynthSeg(model=model.to_dict(), device=device, tf_threads=omp_nthreads, write_posteriors=write_posteriors),
         name="segment",
         n_procs=max(1, omp_nthreads),
         mem_gb=mem_gb if mem_gb is not None else segmentation_mem_gb(None, posteriors=write_posteriors),
     )
-    if model:
-        segment.inputs.model = str(model)
-    if model_dir:
-        segment.inputs.model_dir = str(model_dir)
-        segment.inputs.v1, segment.inputs.robust = bool(v1), bool(robust)
-        segment.inputs.parcellation, segment.inputs.network_qc = bool(parcellation), bool(network_qc)
-    elif v1 or robust or parcellation or network_qc:
-        raise ValueError("v1, robust, parcellation and network_qc select networks in model_dir; give model_dir")
     if inference_settings:
         segment.inputs.settings = dict(inference_settings)
     if next_file:
@@ -156,7 +145,7 @@ def init_segmentation_wf(
     ])  # fmt: skip
     if write_posteriors:
         workflow.connect(segment, "out_probseg", outputnode, "out_probseg")
-    if model_dir and parcellation:
+    if model.parcellation:
         workflow.connect(segment, "out_parc_dseg", outputnode, "out_parc_dseg")
     return workflow
 

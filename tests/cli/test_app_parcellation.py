@@ -27,6 +27,7 @@ from official_networks import build_networks, write_model_dir
 from synthseg_bids.bids import derivative_path, scan_is_done
 from synthseg_bids.cli.main import main
 from synthseg_bids.core.io import file_sha256
+from synthseg_bids.inference import ModelChoice
 from synthseg_bids.network.official import DK_PARCELLATION_TABLE, QC_GROUP_NAMES, official_label_table
 
 VALIDATOR = shutil.which("bids-validator-deno")
@@ -132,7 +133,7 @@ def test_done_check_takes_the_parcellation_into_account(app):
     meta = json.loads(derivative_path(scan, app["out"], "volumes", ".json").read_text())
     sha = meta["ModelSHA256"]
     assert scan_is_done(scan, app["out"], sha, False, parcellation=True)
-    _, plain_sha = official.model_identity(None, model_dir=app["model_dir"])
+    plain_sha = ModelChoice(folder=app["model_dir"]).identity().sha256
     assert not scan_is_done(scan, app["out"], plain_sha, False)  # a run without --parc/--qc redoes it
     parc = derivative_path(scan, app["out"], "dseg", ".nii.gz", variant="parc")
     parc.unlink()

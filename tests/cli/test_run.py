@@ -328,6 +328,19 @@ def test_bad_input(data, tmp_path, capsys, case, expected):
     assert not out.exists() or out == bids
 
 
+def test_missing_shipped_model_is_one_line(data, tmp_path, capsys, monkeypatch):
+    import synthseg_bids.inference.segmenter as segmenter
+
+    absent = tmp_path / "default_model.npz"
+    monkeypatch.setattr(segmenter, "default_model_path", lambda: absent)
+    out = tmp_path / "out"
+    assert main([str(data["bids"]), str(out), "participant", "--skip-bids-validation", "-w", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"synthseg-bids: error: {absent}: the default model is not installed with this package; give "
+                       "a model file (--model)")
+    assert not out.exists()
+
+
 def test_bids_filter_file_selects(data, tmp_path):
     from synthseg_bids.bids import collect_scans
 

@@ -177,7 +177,7 @@ def test_crop_keeps_the_input_grid(tmp_path, model, capsys, monkeypatch):
 def spy_settings(monkeypatch) -> list:
     """Record the settings every Segmenter of the command is built with."""
     import synthseg_bids.inference as inference
-    import synthseg_bids.inference.official as official
+    import synthseg_bids.inference.segmenter as segmenter
 
     seen = []
 
@@ -187,7 +187,7 @@ def spy_settings(monkeypatch) -> list:
             super().__init__(model, settings)
 
     monkeypatch.setattr(inference, "Segmenter", Spy)
-    monkeypatch.setattr(official, "Segmenter", Spy)  # the command builds it through load_segmenter
+    monkeypatch.setattr(segmenter, "Segmenter", Spy)  # the command builds it through ModelChoice.load
     return seen
 
 

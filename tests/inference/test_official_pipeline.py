@@ -21,17 +21,9 @@ from scipy import ndimage
 from freesurfer_oracle import load_oracle, script_path, skip_or_fail
 from official_networks import build_networks, write_model_dir
 from synthseg_bids.core.io import load_image, save_image
-from synthseg_bids.inference import InferenceSettings, Segmenter, prepare_scan
-from synthseg_bids.inference.official import (
-    MODEL_FILES,
-    ModelSelectionError,
-    OfficialResult,
-    OfficialSegmenter,
-    load_segmenter,
-    parcel_volumes,
-    select_model_files,
-)
-from synthseg_bids.network import ModelFileError
+from synthseg_bids.inference import InferenceSettings, ModelChoice, Segmenter, prepare_scan
+from synthseg_bids.inference.model_choice import MODEL_FILES
+from synthseg_bids.inference.official import OfficialResult, OfficialSegmenter, parcel_volumes
 from synthseg_bids.network.official import (
     DK_PARCELLATION_TABLE,
     QC_GROUP_NAMES,
@@ -76,45 +68,17 @@ def test_file_names_are_mri_synthsegs():
         assert f"'{name}'" in text, name
 
 
-@pytest.mark.parametrize(
-    "switches, expected",
-    [
-        ({}, ("synthseg_2.0.h5", None, None)),
-        ({"v1": True}, ("synthseg_1.0.h5", None, None)),
-        ({"robust": True, "qc": True}, ("synthseg_robust_2.0.h5", None, "synthseg_qc_2.0.h5")),
-        ({"parcellation": True}, ("synthseg_2.0.h5", "synthseg_parc_2.0.h5", None)),
-        # as mri_synthseg: no 1.0 parcellation/QC networks, the 2.0 ones run on the 1.0 segmentation
-        ({"v1": True, "parcellation": True, "qc": True}, ("synthseg_1.0.h5", "synthseg_parc_2.0.h5", "synthseg_qc_2.0.h5")),
-    ],
-)
-def test_select_model_files(model_dir, switches, expected):
-    files = select_model_files(model_dir, **switches)
-    names = tuple(None if p is None else p.name for p in (files.segmentation, files.parcellation, files.qc))
-    assert names == expected
-    assert all(p is None or p.parent == model_dir for p in (files.segmentation, files.parcellation, files.qc))
-
-
-def test_select_model_files_refuses(tmp_path, model_dir):
-    with pytest.raises(ModelSelectionError, match="--v1 cannot be used with --robust"):
-        select_model_files(model_dir, v1=True, robust=True)
-    with pytest.raises(ModelFileError, match="model folder not found"):
-        select_model_files(tmp_path / "nowhere")
-    (tmp_path / "partial").mkdir()
-    (tmp_path / "partial" / "synthseg_2.0.h5").write_bytes((model_dir / "synthseg_2.0.h5").read_bytes())
-    with pytest.raises(ModelFileError, match=r"synthseg_parc_2\.0\.h5: not found"):
-        select_model_files(tmp_path / "partial", parcellation=True)
-
-
-def test_load_segmenter_dispatch(tiny_model, model_dir):
-    assert type(load_segmenter(tiny_model, settings=RAW)) is Segmenter
-    official = load_segmenter(model_dir / "synthseg_1.0.h5", settings=RAW)
+def test_model_choice_loads_the_segmenter_of_its_files(tiny_model, model_dir):
+    # file selection and its errors: tests/inference/test_model_choice.py
+    assert type(ModelChoice(file=tiny_model).load(RAW)) is Segmenter
+    official = ModelChoice(file=model_dir / "synthseg_1.0.h5").load(RAW)
     assert isinstance(official, OfficialSegmenter) and official.model_info.description == "SynthSeg 1.0"
-    with pytest.raises(ModelSelectionError, match="--model-dir"):
-        load_segmenter(tiny_model, robust=True, settings=RAW)
-    with pytest.raises(ModelSelectionError, match="not both"):
-        load_segmenter(tiny_model, model_dir=model_dir, settings=RAW)
+    assert set(official.networks) == {"segmentation"}
+    pipeline = ModelChoice(folder=model_dir, robust=True, parcellation=True, network_qc=True).load(RAW)
+    assert {role: n.path.name for role, n in pipeline.networks.items()} == {
+        "segmentation": "synthseg_robust_2.0.h5", "parcellation": "synthseg_parc_2.0.h5", "qc": "synthseg_qc_2.0.h5"}
     with pytest.raises(OfficialModelError, match="parcellation network, not a segmentation or robust"):
-        load_segmenter(model_dir / "synthseg_parc_2.0.h5", settings=RAW)
+        ModelChoice(file=model_dir / "synthseg_parc_2.0.h5").load(RAW)
 
 
 # -- segmentation networks ----------------------------------------------------------------------
@@ -330,7 +294,7 @@ def test_segmentation_workflow_with_model_dir(tmp_path, model_dir, monkeypatch):
 
     monkeypatch.setattr(official, "QC_SHAPE", 32)
     path, _ = _phantom_scan(tmp_path)
-    wf = init_segmentation_wf(model_dir=str(model_dir), parcellation=True, network_qc=True, device="cpu",
+    wf = init_segmentation_wf(model=ModelChoice(folder=model_dir, parcellation=True, network_qc=True), device="cpu",
                               inference_settings={"min_size": 32, "flip": False}, name="official_wf")
     wf.base_dir = str(tmp_path / "work")
     wf.inputs.inputnode.in_file = str(path)
@@ -359,5 +323,3 @@ def test_segmentation_workflow_with_model_dir(tmp_path, model_dir, monkeypatch):
                                               for n in QC_GROUP_NAMES]].astype(float),
                                list(results["network_qc"].values()), atol=1e-4)
     assert list(table.columns[-68:]) == [n.replace("-", "_") for n in DK_PARCELLATION_TABLE.names[1:]]
-    with pytest.raises(ValueError, match="model_dir"):
-        init_segmentation_wf(robust=True)

@@ -189,3 +189,20 @@ def test_the_next_scan_does_not_change_a_segmentation_nodes_hash(tmp_path):
     assert len(hashes) == 1
     interface.inputs.write_posteriors = True  # a real input still changes it
     assert interface.inputs.get_hashval()[1] not in hashes
+
+
+def test_the_model_file_is_part_of_a_segmentation_nodes_hash(tmp_path):
+    """The model choice is one input (a dict); Nipype hashes the file it names, so a changed model reruns the node."""
+    from synthseg_bids.inference import ModelChoice
+    from synthseg_bids.interfaces.segmentation import SynthSeg
+
+    scan, model = tmp_path / "sub-01_T1w.nii.gz", tmp_path / "model.npz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), scan)
+    model.write_bytes(b"first")
+    interface = SynthSeg(in_file=str(scan), model=ModelChoice(file=model).to_dict())
+    before = interface.inputs.get_hashval()[1]
+    assert interface.inputs.get_hashval()[1] == before
+    model.write_bytes(b"second, longer")
+    assert interface.inputs.get_hashval()[1] != before
+    interface.inputs.model = ModelChoice(folder=tmp_path, parcellation=True).to_dict()
+    assert interface.inputs.get_hashval()[1] != before

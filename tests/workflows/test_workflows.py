@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import nibabel as nib
@@ -11,6 +12,8 @@ import pytest
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from synthseg_bids.core.settings import SettingsError
+from synthseg_bids.inference import ModelChoice
 from synthseg_bids.workflows.base import init_participant_wf
 from synthseg_bids.workflows.config import AppConfig
 from synthseg_bids.workflows.evaluation import init_evaluation_wf
@@ -49,6 +52,42 @@ def test_config_round_trip_toml(tmp_path):
     path = config.save(tmp_path / "config.toml")
     assert AppConfig.from_file(path) == config
     assert config.threads_per_scan == 2 and config.replace(nprocs=1).threads_per_scan == 0
+    choice = ModelChoice(folder=tmp_path / "models", robust=True, parcellation=True, network_qc=True)
+    path = config.replace(model=choice).save(tmp_path / "official.toml")
+    assert tomllib.loads(path.read_text())["model"] == {"folder": str(tmp_path / "models"), "v1": False,
+                                                         "robust": True, "parcellation": True, "network_qc": True}
+    assert AppConfig.from_file(path).model == choice
+
+
+def test_config_of_release_0_1_0_is_read(tmp_path):
+    """0.1.0 wrote the model keys at the top level, ``model`` being the file that ran."""
+    common = f'bids_dir = "{tmp_path}"\noutput_dir = "{tmp_path / "out"}"\nanalysis_level = "participant"\n'
+    flags = "v1 = false\nrobust = true\nparc = true\nnetwork_qc = false\n"
+    old = tmp_path / "folder.toml"
+    old.write_text(common + f'model = "{tmp_path}/fs/synthseg_robust_2.0.h5"\nmodel_dir = "{tmp_path}/fs"\n' + flags)
+    assert AppConfig.from_file(old).model == ModelChoice(folder=tmp_path / "fs", robust=True, parcellation=True)
+    old.write_text(common + f'model = "{tmp_path}/mine.npz"\n' + flags.replace("true", "false"))
+    assert AppConfig.from_file(old).model == ModelChoice(file=tmp_path / "mine.npz")
+    old.write_text(common + f'parc = true\n[model]\nfolder = "{tmp_path}/fs"\n')
+    with pytest.raises(SettingsError, match=f"{old}: AppConfig: give the model as a \\[model\\] table or as the flat "
+                       "keys parc"):
+        AppConfig.from_file(old)
+
+
+def test_segmentation_node_gets_the_model_choice(tmp_path):
+    choice = ModelChoice(folder=tmp_path, v1=True, parcellation=True)
+    wf = init_segmentation_wf(model=choice)
+    assert ModelChoice.from_dict(wf.get_node("segment").inputs.model) == choice
+    assert ("segment", "out_parc_dseg") in _connections_into(wf, "outputnode")
+    default = init_segmentation_wf()
+    assert ModelChoice.from_dict(default.get_node("segment").inputs.model) == ModelChoice()
+    assert ("segment", "out_parc_dseg") not in _connections_into(default, "outputnode")
+
+
+def _connections_into(wf, node_name: str) -> set[tuple[str, str]]:
+    target = wf.get_node(node_name)
+    return {(source.name, out) for source, _, data in wf._graph.in_edges(target, data=True)
+            for out, _ in data["connect"]}
 
 
 def test_group_and_evaluation_wf_build(tmp_path):
@@ -121,7 +160,7 @@ def test_parent_pipeline_embeds_segmentation_wf(tmp_path, tiny_model):
     parent = pe.Workflow(name="parent_wf", base_dir=str(tmp_path / "work"))
     upstream = pe.Node(niu.IdentityInterface(fields=["t1w_preproc"]), name="anat_preproc")
     upstream.inputs.t1w_preproc = str(image)
-    seg_wf = init_segmentation_wf(model=str(tiny_model), inference_settings={
+    seg_wf = init_segmentation_wf(model=ModelChoice(file=tiny_model), inference_settings={
         "flip": False, "postprocess": "none", "smoothing_sigma": 0.0, "min_size": 16})
     collect = pe.Node(niu.Function(function=_passthrough, output_names=["dseg", "volumes"]), name="downstream")
     parent.connect([
