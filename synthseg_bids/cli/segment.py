@@ -248,7 +248,7 @@ def _model_choice(args: argparse.Namespace) -> tuple[Path, Any]:
         if not model.is_file():
             raise _Stop(f"{model}: model file not found")
         return model, None
-    from ..inference.segmenter import default_model_path
+    from ..inference.runtime import default_model_path
 
     model = default_model_path()
     if not model.is_file():

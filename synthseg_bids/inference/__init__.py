@@ -16,14 +16,9 @@ Examples
 from .device import DeviceError, configure_device, visible_gpus
 from .preprocess import PreparedScan, extract_window, head_window, normalise_intensities, prepare_scan
 from .qc import QC_GROUPS, QualityControl, quality_control
-from .segmenter import (
-    Network,
-    SegmentationResult,
-    Segmenter,
-    cached_segmenter,
-    default_model_path,
-    write_result,
-)
+from .results import SegmentationResult, write_result
+from .runtime import Network, default_model_path
+from .segmenter import Segmenter, cached_segmenter
 from .settings import DEVICES, POSTPROCESSING, InferenceSettings
 
 __all__ = [

@@ -41,7 +41,9 @@ from ..core.resample import resample_posteriors
 from ..network.official import QC_CROP_SIZE, qc_network_input
 from .look_ahead import LookAhead
 from .preprocess import PreparedScan, extract_window, prepare_scan
-from .segmenter import Network, SegmentationResult, Segmenter
+from .results import SegmentationResult
+from .runtime import Network
+from .segmenter import Segmenter
 from .settings import InferenceSettings
 
 __all__ = [

@@ -290,9 +290,9 @@ def test_official_switches_need_a_model_folder(tmp_path, model, capsys, option):
 
 
 def test_missing_default_model(tmp_path, capsys, monkeypatch):
-    import synthseg_bids.inference.segmenter as segmenter
+    import synthseg_bids.inference.runtime as runtime
 
-    monkeypatch.setattr(segmenter, "default_model_path", lambda: tmp_path / "default_model.npz")
+    monkeypatch.setattr(runtime, "default_model_path", lambda: tmp_path / "default_model.npz")
     scan = write_scan(tmp_path / "s.nii.gz")
     code, err = run(capsys, "--i", scan, "--o", tmp_path / "o.nii.gz")
     assert code == 1 and "default model is not installed" in err and "--model" in err

@@ -9,7 +9,7 @@ import pytest
 
 from synthseg_bids.core.io import ImageError, save_image
 from synthseg_bids.inference import InferenceSettings, Segmenter
-from synthseg_bids.inference.segmenter import Network
+from synthseg_bids.inference.runtime import Network
 
 from inference_fakes import phantom, voxel_network
 
