@@ -27,6 +27,7 @@ layer name only; nothing in the file is executed).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from .look_ahead import LookAhead
 from .preprocess import PreparedScan, extract_window, prepare_scan
 from .results import SegmentationResult
 from .runtime import Network
-from .segmenter import Segmenter
+from .segmenter import CACHE_SIZE, Segmenter
 from .settings import InferenceSettings
 
 __all__ = [
@@ -474,9 +475,6 @@ def official_model_files(
     return OfficialModels(Path(model)) if model is not None and is_official_model(model) else None
 
 
-_OFFICIAL_SEGMENTERS: dict[tuple, OfficialSegmenter] = {}
-
-
 def cached_official_segmenter(
     model: str | os.PathLike | None = None,
     *,
@@ -492,17 +490,26 @@ def cached_official_segmenter(
     their modification times and the settings.
 
     The files are those of :func:`official_model_files`: ``model_dir`` with the switches,
-    or a ``.h5`` segmentation network as ``model``.
+    or a ``.h5`` segmentation network as ``model``. At most
+    :data:`~synthseg_bids.inference.segmenter.CACHE_SIZE` are kept (the reasons are
+    :func:`~synthseg_bids.inference.cached_segmenter`'s, and an official segmenter holds up
+    to three networks).
     """
     settings = settings if settings is not None else InferenceSettings()
     files = official_model_files(model, model_dir=model_dir, v1=v1, robust=robust, parcellation=parcellation, qc=qc)
     if files is None:
         raise ModelSelectionError(f"{model}: not one of SynthSeg's .h5 networks; give one, or a model folder")
     paths = [None if p is None else Path(p).resolve() for p in (files.segmentation, files.parcellation, files.qc)]
-    key = (tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths), settings)
-    if key not in _OFFICIAL_SEGMENTERS:
-        _OFFICIAL_SEGMENTERS[key] = OfficialSegmenter(paths[0], parcellation=paths[1], qc=paths[2], settings=settings)
-    return _OFFICIAL_SEGMENTERS[key]
+    files_key = tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths)
+    return _cached_official(files_key, settings)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cached_official(files_key: tuple, settings: InferenceSettings) -> OfficialSegmenter:
+    """The segmenter of :func:`cached_official_segmenter`'s key: (path, mtime) of the
+    segmentation, parcellation and QC networks (``None`` when not used), and the settings."""
+    segmentation, parcellation, qc = (None if f is None else Path(f[0]) for f in files_key)
+    return OfficialSegmenter(segmentation, parcellation=parcellation, qc=qc, settings=settings)
 
 
 def model_identity(
