@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ __all__ = ["SegmentationResult", "write_result"]
 
 @dataclass
 class SegmentationResult:
-    """Everything :meth:`Segmenter.segment` computes for one scan.
+    """Everything a segmenter (:class:`~.protocol.SegmenterProtocol`) computes for one scan.
 
     Attributes
     ----------
@@ -35,12 +35,29 @@ class SegmentationResult:
         Structure name -> mm^3 from the posteriors (background left out), then
         ``"total intracranial"``.
     qc : QualityControl
+        The posterior-based quality control.
     timings : dict
         Seconds spent in 'load', 'preprocess', 'network' (the network passes with the
-        flip averaging, smoothing and masks next to them), 'postprocess' and 'total'.
+        flip averaging, smoothing and masks next to them), 'postprocess', 'official' (the
+        parcellation and QC networks, when they ran) and 'total'.
     label_table : LabelTable
     source : Path or None
         The scan's file.
+    resampled : Image or None
+        The scan as the network saw it: normalised intensities (float32) on the model's
+        grid (RAS, model resolution); only when asked for.
+    parcellation : Image or None
+        With a parcellation network: the label map with each cortex voxel given its
+        Desikan-Killiany parcel (input grid).
+    parcel_volumes : dict
+        With a parcellation network: parcel name -> mm^3 (they add up to the cortex volume
+        of ``volumes``); else empty.
+    parcellation_table : LabelTable or None
+        With a parcellation network: the parcels (background first).
+    network_qc : dict or None
+        With a QC network: QC group name -> score in [0, 1] (rounded to 4 decimals).
+    networks : tuple of dict
+        What :meth:`provenance` returns.
     """
 
     labels: Image
@@ -51,7 +68,17 @@ class SegmentationResult:
     timings: dict[str, float]
     label_table: LabelTable
     source: Path | None = None
+    resampled: Image | None = None
+    parcellation: Image | None = None
+    parcel_volumes: dict[str, float] = field(default_factory=dict)
+    parcellation_table: LabelTable | None = None
+    network_qc: dict[str, float] | None = None
+    networks: tuple[dict[str, str], ...] = ()
 
+    def provenance(self) -> list[dict[str, str]]:
+        """The networks that made this result: role, kind, description, path and sha256 of each
+        (the segmenter's :meth:`~.protocol.SegmenterProtocol.provenance`)."""
+        return [dict(entry) for entry in self.networks]
 
 
 def write_result(

@@ -32,14 +32,13 @@ from __future__ import annotations
 import functools
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from ..core.io import Image, ImageError, load_image
+from ..core.io import Image, ImageError, file_sha256, load_image
 from ..core.labels import LabelTable
 from ..core.postprocess import largest_components
 from ..core.resample import copy_to_grid, grids_align, resample_posteriors
@@ -55,16 +54,18 @@ from .runtime import Network, default_model_path
 from .settings import InferenceSettings
 from .windows import sliding_window_inference
 
-__all__ = ["Segmenter", "cached_segmenter"]
+__all__ = ["CACHE_SIZE", "PreparedJob", "Segmenter", "cached_segmenter"]
 
 
 @dataclass
-class _Prepared:
-    """A scan read and pre-processed, waiting for the network: its network input and grids only."""
+class PreparedJob:
+    """A scan read and pre-processed, waiting for the network: its network input and grids
+    (and, when asked for, the scan as the network sees it; :meth:`Segmenter.prepare`)."""
 
     grids: ScanGrids
     batch: np.ndarray
     timings: dict[str, float]
+    resampled: Image | None = None
 
 
 class Segmenter:
@@ -103,6 +104,7 @@ class Segmenter:
             )
         self._device: DevicePosteriors | None = None
         self._ahead = LookAhead()
+        self._provenance: tuple[dict[str, str], ...] | None = None
 
     @property
     def label_table(self) -> LabelTable:
@@ -197,7 +199,9 @@ class Segmenter:
             )
 
     # -- pipeline ----------------------------------------------------------------
-    def segment(self, scan: str | os.PathLike | Image, *, posteriors: bool = False) -> SegmentationResult:
+    def segment(
+        self, scan: str | os.PathLike | Image, *, posteriors: bool = False, resampled: bool = False
+    ) -> SegmentationResult:
         """Segment one scan (file or :class:`~synthseg_bids.core.io.Image`).
 
         Parameters
@@ -206,6 +210,8 @@ class Segmenter:
             3D NIfTI/MGZ file (a 4D file with one volume is accepted) or an Image.
         posteriors
             Also return the posteriors on the input grid (memory: 4 bytes x K per voxel).
+        resampled
+            Also return the scan as the network saw it (``result.resampled``).
 
         Raises
         ------
@@ -214,12 +220,12 @@ class Segmenter:
             asked for a scan whose posteriors cannot fit in memory
             (:func:`~synthseg_bids.inference.memory.check_posteriors_fit`). Names the file.
         """
-        ahead = self._ahead.take(scan, posteriors)
+        ahead = self._ahead.take(scan, (posteriors, resampled))
         if ahead is not None:
             return ahead.result()
-        return self._segment_now(scan, posteriors)
+        return self._segment_now(scan, posteriors, resampled)
 
-    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False) -> bool:
+    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False, resampled: bool = False) -> bool:
         """Start segmenting the file ``scan`` in a background thread, for the next :meth:`segment` call.
 
         For one process segmenting scans in a known order with other work between them
@@ -228,13 +234,16 @@ class Segmenter:
         whether it started (``False`` for a missing file). Errors are raised by the
         :meth:`segment` call that takes the result.
         """
-        return self._ahead.start(scan, posteriors, lambda: self._segment_now(scan, posteriors))
+        return self._ahead.start(scan, (posteriors, resampled), lambda: self._segment_now(scan, posteriors, resampled))
 
-    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool) -> SegmentationResult:
-        return self._predict(self._prepare(scan, posteriors), posteriors)
+    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool, resampled: bool) -> SegmentationResult:
+        result = self.segment_prepared(self.prepare(scan, posteriors=posteriors, resampled=resampled), posteriors)
+        result.networks = tuple(self.provenance())
+        return result
 
-    def _prepare(self, scan: str | os.PathLike | Image, posteriors: bool) -> _Prepared:
-        """Steps 1-2: read, check and pre-process (no network)."""
+    def prepare(self, scan: str | os.PathLike | Image, *, posteriors: bool = False,
+                resampled: bool = False) -> PreparedJob:
+        """Steps 1-2: read, check and pre-process (no network); :meth:`segment_prepared` goes on."""
         tic = time.perf_counter()
         image = _checked(scan) if isinstance(scan, Image) else load_image(scan)
         if posteriors:
@@ -242,13 +251,14 @@ class Segmenter:
         timings = {"load": time.perf_counter() - tic}
         tic = time.perf_counter()
         prepared = prepare_scan(image, self.network.resolution_mm, self.network.size_multiple, self.settings)
-        # the scan and its conformed copy are let go here: only the window goes on
-        job = _Prepared(prepared.grids, prepared.network_input(), timings)
+        conformed = Image(prepared.conformed, prepared.conformed_affine, None, None) if resampled else None
+        # the scan and (unless asked for) its conformed copy are let go here: only the window goes on
+        job = PreparedJob(prepared.grids, prepared.network_input(), timings, conformed)
         timings["preprocess"] = time.perf_counter() - tic
         return job
 
-    def _predict(self, job: _Prepared, posteriors: bool) -> SegmentationResult:
-        """Steps 3-7 on a pre-processed scan."""
+    def segment_prepared(self, job: PreparedJob, posteriors: bool = False) -> SegmentationResult:
+        """Steps 3-7 on a scan of :meth:`prepare` (``posteriors``: as for :meth:`segment`)."""
         s = self.settings
         table = self.label_table
         grids, timings = job.grids, dict(job.timings)
@@ -299,6 +309,7 @@ class Segmenter:
             timings=timings,
             label_table=table,
             source=grids.input_path,
+            resampled=job.resampled,
         )
 
     @staticmethod
@@ -306,50 +317,37 @@ class Segmenter:
         data = extract_window(window_labels, -grids.window_start, grids.conformed_shape)
         return Image(data.astype(np.int32, copy=False), grids.conformed_affine.copy(), None, None)
 
-    def segment_many(
-        self, scans: Iterable[str | os.PathLike | Image], *, posteriors: bool = False
-    ) -> Iterator[SegmentationResult]:
-        """Segment scans one after the other with the loaded network (a generator), pipelined.
+    # -- what was loaded -----------------------------------------------------------
+    def provenance(self) -> list[dict[str, str]]:
+        """The model file: role 'segmentation', kind 'synthseg-bids', description, path and
+        sha256 (computed once); empty for a network that is not a file."""
+        if self._provenance is None:
+            path = self.model_path
+            self._provenance = () if path is None else ({
+                "role": "segmentation", "kind": "synthseg-bids",
+                "description": f"synthseg-bids U-Net ({len(self.label_table)} labels)",
+                "path": str(path), "sha256": file_sha256(path),
+            },)
+        return [dict(entry) for entry in self._provenance]
 
-        While the network runs on scan *n* (a worker thread), scan *n + 1* is read and
-        pre-processed (a second one) and the caller holds the result of scan *n - 1* (e.g.
-        writes it): at most one scan is read ahead and one result waits for the caller.
+    def describe(self) -> str:
+        """The model file."""
+        return str(self.model_path)
 
-        A bad scan raises its :class:`~synthseg_bids.core.io.ImageError` when reached;
-        the results of earlier scans have been yielded already, and no later scan is read.
-        """
-        self._ahead.take(None)  # a scan segmented ahead is dropped first: one network pass at a time
-        scans = iter(scans)
-        reader = ThreadPoolExecutor(1, thread_name_prefix="synthseg-read")
-        predictor = ThreadPoolExecutor(1, thread_name_prefix="synthseg-predict")
-
-        def read_next() -> Future | None:
-            scan = next(scans, _END)
-            return None if scan is _END else reader.submit(self._prepare, scan, posteriors)
-
-        try:
-            reading = read_next()
-            running: Future | None = None
-            while reading is not None or running is not None:
-                job = error = None
-                if reading is not None:
-                    try:
-                        job = reading.result()
-                    except Exception as err:  # raised below, after the previous scan's result
-                        error = err
-                done = running.result() if running is not None else None
-                running = predictor.submit(self._predict, job, posteriors) if job is not None else None
-                reading = read_next() if job is not None else None
-                if done is not None:
-                    yield done
-                if error is not None:
-                    raise error
-        finally:
-            reader.shutdown(wait=True, cancel_futures=True)
-            predictor.shutdown(wait=True, cancel_futures=True)
-
-
-_END = object()
+    def model_summary(self) -> dict[str, Any]:
+        """File, package version, architecture, labels, resolution, training length and validation
+        of the model file (from its metadata)."""
+        info = self.model_info
+        return {
+            "file": self.model_path.name if self.model_path else None,
+            "package_version": info.package_version,
+            "n_levels": int(info.network.n_levels),
+            "base_features": int(info.network.base_features),
+            "n_labels": len(info.label_table),
+            "resolution_mm": float(info.resolution_mm),
+            "steps_trained": (info.provenance or {}).get("steps_trained"),
+            "validation": info.validation,
+        }
 
 
 def _checked(image: Image) -> Image:

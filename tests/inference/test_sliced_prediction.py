@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 
 
 def test_unet_last_level_in_slabs_equals_the_whole_model():
-    from synthseg_bids.network.unet_slabs import HEAD_SLAB, sliced_forward, unet_stages
     from synthseg_bids.network import NetworkSettings, build_unet
+    from synthseg_bids.network.unet_slabs import HEAD_SLAB, sliced_forward, unet_stages
 
     model = build_unet(NetworkSettings(n_levels=3, base_features=4, conv_per_level=2), 5, seed=0)
     stages = unet_stages(model)
