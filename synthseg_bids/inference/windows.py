@@ -53,7 +53,8 @@ def sliding_window_inference(
     Parameters
     ----------
     inputs
-        One image (batch of 1), channels last.
+        One image (batch of 1), channels last; spatial sizes multiples of ``size_multiple``
+        (as the network's windows are: the patches then cover every voxel).
     predictor
         ``predictor(patch)`` maps ``(1, x, y, z, C)`` to float32 ``(1, x, y, z, K)``.
     max_voxels
