@@ -95,18 +95,9 @@ class Network:
         """
         backend = Backend(device)
         forward, slabs = _keras_forward(model, backend)
-        return cls(
-            predict=lambda batch: backend.host(forward(batch)),
-            label_table=info.label_table,
-            resolution_mm=float(info.resolution_mm),
-            size_multiple=int(info.network.size_multiple),
-            path=path,
-            info=info,
-            device=device,
-            forward=forward,
-            precision=precision,
-            slabs=slabs,
-        )
+        return cls(lambda batch: backend.host(forward(batch)), info.label_table, float(info.resolution_mm),
+                   int(info.network.size_multiple), path=path, info=info, device=device, forward=forward,
+                   precision=precision, slabs=slabs)
 
     @classmethod
     def from_file(
