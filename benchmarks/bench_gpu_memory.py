@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu: also measure on the GPU")
     args = parser.parse_args()
     from synthseg_bids.inference import Network
-    from synthseg_bids.inference.segmenter import default_model_path
+    from synthseg_bids.inference.runtime import default_model_path
     from synthseg_bids.network import load_model
 
     path = args.model or default_model_path()

@@ -59,7 +59,10 @@ def reference_worker(model: str, threads: int, scans: list[str], out: Path) -> d
     startup = time.perf_counter() - tic_all
     per_scan = []
     tic = time.perf_counter()
-    for i, result in enumerate(segmenter.segment_many(scans)):
+    for i, scan in enumerate(scans):
+        result = segmenter.segment(scan)
+        if i + 1 < len(scans):
+            segmenter.segment_ahead(scans[i + 1])  # segmented while this one is written
         write_result(result, labels=out / f"scan{i}_dseg.nii.gz", volumes=out / f"scan{i}_volumes.csv")
         now = time.perf_counter()
         per_scan.append(now - tic)

@@ -382,7 +382,7 @@ def stage_mni(args, settings: ModelEvaluationSettings, out: Path, work: Path) ->
 
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    from ..inference.segmenter import default_model_path
+    from ..inference.runtime import default_model_path
 
     parser = CommandParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -247,16 +247,6 @@ def _load_segmenter(model: ModelChoice, settings: Any) -> Any:
         raise _Stop(str(err)) from None
 
 
-def _describe(segmenter: Any) -> str:
-    """The model file, and the published networks' descriptions, for the start line."""
-    from ..inference.official import OfficialSegmenter
-
-    kind = ""
-    if isinstance(segmenter, OfficialSegmenter):
-        kind = " (" + ", ".join(p["description"] for p in segmenter.provenance()) + ")"
-    return f"{segmenter.model_path}{kind}"
-
-
 # -- running -----------------------------------------------------------------------
 
 
@@ -270,30 +260,36 @@ def _needs_work(job: Job, tables: list[Table], overwrite: bool) -> bool:
     return not all(p.exists() for p in job.outputs()) or any(job.key not in t for t in tables)
 
 
-def _segment_one(segmenter: Any, job: Job, overwrite: bool) -> Any:
-    """Segment ``job.scan`` and write its missing (or, with ``overwrite``, all) outputs."""
-    from ..core.io import load_image, save_image
-    from ..inference import prepare_scan, write_result
+def _wanted(path: Path | None, overwrite: bool) -> Path | None:
+    """``path`` if it is to be written: asked for, and missing or to be overwritten."""
+    return path if path is not None and (overwrite or not path.exists()) else None
 
-    def wanted(path: Path | None) -> Path | None:
-        return path if path is not None and (overwrite or not path.exists()) else None
 
-    from ..inference.official import OfficialResult
+def _options(job: Job, overwrite: bool) -> dict[str, bool]:
+    """What :meth:`~synthseg_bids.inference.SegmenterProtocol.segment` is asked to return besides the labels."""
+    return {"posteriors": _wanted(job.post, overwrite) is not None,
+            "resampled": _wanted(job.resample, overwrite) is not None}
 
-    post, resample = wanted(job.post), wanted(job.resample)
-    result = segmenter.segment(job.scan, posteriors=post is not None)
+
+def _segment_one(segmenter: Any, job: Job, overwrite: bool, next_job: Job | None = None) -> Any:
+    """Segment ``job.scan`` and write its missing (or, with ``overwrite``, all) outputs; ``next_job``'s
+    scan is segmented ahead (in the background) while they are written."""
+    from ..core.io import save_image
+    from ..inference import write_result
+
+    post, resample = _wanted(job.post, overwrite), _wanted(job.resample, overwrite)
+    result = segmenter.segment(job.scan, **_options(job, overwrite))
+    if next_job is not None:
+        segmenter.segment_ahead(next_job.scan, **_options(next_job, overwrite))
     # with a parcellation network, --o gets the cortex parcels (as mri_synthseg --parc)
     written = result
-    if isinstance(result, OfficialResult) and result.parcellation is not None:
+    if result.parcellation is not None:
         written = dataclasses.replace(result, labels=result.parcellation)
     with contextlib.ExitStack() as stack:
         if resample is not None:
-            network = segmenter.network
-            prepared = prepare_scan(load_image(job.scan), network.resolution_mm, network.size_multiple,
-                                    segmenter.settings)
             tmp = stack.enter_context(atomic_path(resample))
-            save_image(prepared.conformed, prepared.conformed_affine, tmp)
-        write_result(written, labels=wanted(job.seg), posteriors=post)
+            save_image(result.resampled.data, result.resampled.affine, tmp)
+        write_result(written, labels=_wanted(job.seg, overwrite), posteriors=post)
     return result
 
 
@@ -311,6 +307,8 @@ def _run_jobs(segmenter: Any, jobs: list[Job], tables: dict[str, Table], overwri
     done = failed = skipped = 0
     progress = Progress(total=n_todo)
     rows = {"volumes": volume_row, "qc": qc_row}
+    todo = [i for i, job in enumerate(jobs) if _needs_work(job, list(tables.values()), overwrite)]
+    following = dict(zip(todo, todo[1:]))  # each scan to segment -> the next one
     for i, job in enumerate(jobs, start=1):
         label = f"[{i}/{len(jobs)}] {job.scan.name}"
         if not _needs_work(job, list(tables.values()), overwrite):
@@ -318,8 +316,9 @@ def _run_jobs(segmenter: Any, jobs: list[Job], tables: dict[str, Table], overwri
             _say(f"{label} skipped (outputs exist; --overwrite to redo)")
             continue
         tic = time.perf_counter()
+        next_index = following.get(i - 1)
         try:
-            result = _segment_one(segmenter, job, overwrite)
+            result = _segment_one(segmenter, job, overwrite, None if next_index is None else jobs[next_index])
             for name, table in tables.items():
                 table.update(job.key, rows[name](result))
         except KeyboardInterrupt:
@@ -356,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Stop as err:
         _say(f"{PROG}: error: {err}")
         return 1
-    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {_describe(segmenter)} on "
+    _say(f"{PROG}: {n} scan(s) ({n - len(todo)} with outputs already), model {segmenter.describe()} on "
          f"{segmenter.network.device} (loaded in {format_duration(time.perf_counter() - started)})")
     done, skipped, failed = _run_jobs(segmenter, jobs, tables, args.overwrite, len(todo))
     _say(f"{PROG}: {done} segmented, {skipped} skipped, {failed} failed in "

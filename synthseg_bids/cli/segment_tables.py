@@ -48,19 +48,13 @@ def format_values(values: Mapping[str, float], number_format: str) -> dict[str, 
 
 def volume_row(result: Any) -> dict[str, str]:
     """The ``--vol`` row of a segmentation result: structure volumes, then parcel volumes if any."""
-    from ..inference.official import OfficialResult
-
-    volumes = dict(result.volumes)
-    if isinstance(result, OfficialResult):
-        volumes.update(result.parcel_volumes)
+    volumes = {**result.volumes, **result.parcel_volumes}
     return format_values(volumes, VOLUME_FORMAT)
 
 
 def qc_row(result: Any) -> dict[str, str]:
     """The ``--qc`` row: the QC network's 8 scores when it ran, else the posterior-based scores and ``flag``."""
-    from ..inference.official import OfficialResult
-
-    if isinstance(result, OfficialResult) and result.network_qc is not None:
+    if result.network_qc is not None:
         return format_values(result.network_qc, QC_FORMAT)
     return {**format_values(result.qc.scores, QC_FORMAT), "flag": FLAG_TEXT[bool(result.qc.flag)]}
 

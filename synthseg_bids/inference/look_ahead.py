@@ -1,9 +1,10 @@
 """Segmenting the next scan in a background thread while the caller finishes the current one.
 
-For callers that segment scans one at a time, in an order known in advance, with other
-work between two scans: a Nipype Linear run, where each scan's segmentation node writes
-its files and then the scan's later nodes (tables, figure, derivatives) run before the next
-scan's node. Right after a scan's result, the caller starts the next scan
+The one way scans overlap, for callers that segment scans one at a time, in an order
+known in advance, with other work between two scans: ``synthseg-bids segment`` on a folder
+or list, which writes each scan's files; and a Nipype Linear run, where each scan's
+segmentation node writes its files and then the scan's later nodes (tables, figure,
+derivatives) run before the next scan's node. Right after a scan's result, the caller starts the next scan
 (:meth:`LookAhead.start`); that scan is then read, pre-processed and run through the
 network (on a GPU: the network works) while this scan's files are written, and the next
 :meth:`LookAhead.take` hands its result over.

@@ -188,7 +188,7 @@ class ModelChoice(Settings):
             if not self.file.is_file():
                 raise ModelFileError(self.file, "model file not found")
             return ModelFiles(self.file.resolve(), official=is_official_model(self.file))
-        from .segmenter import default_model_path
+        from .runtime import default_model_path
 
         path = default_model_path()
         if not path.is_file():

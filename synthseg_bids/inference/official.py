@@ -29,21 +29,23 @@ layer name only; nothing in the file is executed).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from scipy import ndimage
 
-from ..core.io import Image, load_image
+from ..core.io import Image
 from ..core.labels import LabelTable
 from ..core.resample import resample_posteriors
 from ..network.official import QC_CROP_SIZE, qc_network_input
 from .look_ahead import LookAhead
-from .preprocess import PreparedScan, extract_window, prepare_scan
-from .segmenter import Network, SegmentationResult, Segmenter
+from .preprocess import extract_window
+from .results import SegmentationResult
+from .runtime import Network
+from .segmenter import CACHE_SIZE, PreparedJob, Segmenter
 from .settings import InferenceSettings
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CORTEX_LABELS",
     "QC_SHAPE",
-    "OfficialResult",
     "OfficialSegmenter",
     "cached_official_segmenter",
 ]
@@ -68,29 +69,6 @@ PARCELLATION_SIGMA = 0.5
 def robust_settings(settings: InferenceSettings) -> InferenceSettings:
     """The settings of ``mri_synthseg --robust``: fast mode and no posterior smoothing."""
     return dataclasses.replace(settings, flip=False, shifts=1, postprocess="brain", smoothing_sigma=0.0)
-
-
-@dataclass
-class OfficialResult(SegmentationResult):
-    """A :class:`~synthseg_bids.inference.SegmentationResult` with the outputs of the
-    parcellation and QC networks.
-
-    Attributes
-    ----------
-    parcellation : Image or None
-        The label map with each cortex voxel given its Desikan-Killiany parcel (input grid).
-    parcel_volumes : dict
-        Parcel name -> mm^3 (they add up to the cortex volume of ``volumes``).
-    parcellation_table : LabelTable or None
-        The parcels (background first).
-    network_qc : dict or None
-        QC group name -> score of the QC network, in [0, 1] (rounded to 4 decimals).
-    """
-
-    parcellation: Image | None = None
-    parcel_volumes: dict[str, float] = field(default_factory=dict)
-    parcellation_table: LabelTable | None = None
-    network_qc: dict[str, float] | None = None
 
 
 def _from_segmenter(name: str) -> property:
@@ -182,7 +160,26 @@ class OfficialSegmenter:
             for role, n in self.networks.items()
         ]
 
-    def segment(self, scan: str | os.PathLike | Image, *, posteriors: bool = False) -> OfficialResult:
+    def describe(self) -> str:
+        """The segmentation network's file and what every network is."""
+        return f"{self.model_path} (" + ", ".join(p["description"] for p in self.provenance()) + ")"
+
+    def model_summary(self) -> dict[str, Any]:
+        """File, kind and architecture of the segmentation network, and :meth:`provenance`."""
+        official = self.model_info
+        return {
+            "file": self.model_path.name,
+            "kind": official.description,
+            "n_levels": int(official.architecture.n_levels),
+            "base_features": int(official.architecture.features),
+            "n_labels": len(self.label_table),
+            "resolution_mm": float(official.resolution_mm),
+            "networks": self.provenance(),
+        }
+
+    def segment(
+        self, scan: str | os.PathLike | Image, *, posteriors: bool = False, resampled: bool = False
+    ) -> SegmentationResult:
         """Segment one scan, then parcellate and score it when those networks are loaded.
 
         Raises
@@ -190,46 +187,40 @@ class OfficialSegmenter:
         ImageError
             As :meth:`Segmenter.segment`.
         """
-        ahead = self._ahead.take(scan, posteriors)
+        ahead = self._ahead.take(scan, (posteriors, resampled))
         if ahead is not None:
             return ahead.result()
-        return self._segment_now(scan, posteriors)
+        return self._segment_now(scan, posteriors, resampled)
 
-    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False) -> bool:
+    def segment_ahead(self, scan: str | os.PathLike, *, posteriors: bool = False, resampled: bool = False) -> bool:
         """Start segmenting (and parcellating, scoring) ``scan`` in the background, as :meth:`Segmenter.segment_ahead`."""
-        return self._ahead.start(scan, posteriors, lambda: self._segment_now(scan, posteriors))
+        return self._ahead.start(scan, (posteriors, resampled), lambda: self._segment_now(scan, posteriors, resampled))
 
-    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool) -> OfficialResult:
-        image = scan if isinstance(scan, Image) else load_image(scan)
-        base = self.segmenter.segment(image, posteriors=posteriors)
-        result = OfficialResult(**{f.name: getattr(base, f.name) for f in dataclasses.fields(SegmentationResult)})
+    def _segment_now(self, scan: str | os.PathLike | Image, posteriors: bool, resampled: bool) -> SegmentationResult:
+        job = self.segmenter.prepare(scan, posteriors=posteriors, resampled=resampled)
+        result = self.segmenter.segment_prepared(job, posteriors)
+        result.networks = tuple(self.provenance())
         if self._parcellate is None and self._score is None:
             return result
         import time
 
         tic = time.perf_counter()
         if self._parcellate is not None:
-            network = self.network
-            prepared = prepare_scan(image, network.resolution_mm, network.size_multiple, self.settings)
-            self._add_parcellation(result, prepared)
+            self._add_parcellation(result, job)
         if self._score is not None:
             result.network_qc = self._network_qc(result.labels_conformed.data)
         result.timings["official"] = time.perf_counter() - tic
         result.timings["total"] = result.timings.get("total", 0.0) + result.timings["official"]
         return result
 
-    def segment_many(self, scans, *, posteriors: bool = False):
-        """Segment scans one after the other (a generator), as :meth:`Segmenter.segment_many`."""
-        for scan in scans:
-            yield self.segment(scan, posteriors=posteriors)
-
     # -- parcellation ---------------------------------------------------------------
-    def _add_parcellation(self, result: OfficialResult, prepared: PreparedScan) -> None:
+    def _add_parcellation(self, result: SegmentationResult, job: PreparedJob) -> None:
         table = self.networks["parcellation"].label_table
-        start, shape = prepared.window_start, prepared.window_shape
+        grids = job.grids
+        start, shape = grids.window_start, grids.window_shape
         window_labels = extract_window(result.labels_conformed.data, start, shape)
         cortex = np.isin(window_labels, CORTEX_LABELS)
-        post = self._parcellate([prepared.network_input(), cortex.astype(np.float32)[None, ..., None]])[0]
+        post = self._parcellate([job.batch, cortex.astype(np.float32)[None, ..., None]])[0]
         if post.shape != tuple(shape) + (len(table),):
             raise ValueError(f"the parcellation network returned shape {post.shape} for a window of {shape}")
         # one channel at a time: 69 channels of a 1 mm window are ~1.4 GB already
@@ -237,16 +228,16 @@ class OfficialSegmenter:
         if PARCELLATION_SIGMA > 0:
             for k in range(1, post.shape[-1]):
                 post[..., k] = ndimage.gaussian_filter(post[..., k], PARCELLATION_SIGMA, mode="nearest")
-        inside = prepared.inside_window()
+        inside = grids.inside_window()
         result.parcel_volumes = parcel_volumes(post[inside], cortex[inside], table, self._cortex_volume(result))
-        index, _ = resample_posteriors(post, prepared.window_affine, result.labels.shape, result.labels.affine)
+        index, _ = resample_posteriors(post, grids.window_affine, result.labels.shape, result.labels.affine)
         labels = result.labels.data.astype(np.int32, copy=True)
         in_cortex = np.isin(labels, CORTEX_LABELS)
         labels[in_cortex] = table.values[index[in_cortex]]
         result.parcellation = Image(labels, result.labels.affine.copy(), result.labels.header, None)
         result.parcellation_table = table
 
-    def _cortex_volume(self, result: OfficialResult) -> float:
+    def _cortex_volume(self, result: SegmentationResult) -> float:
         names = [s.name for s in self.label_table if s.value in CORTEX_LABELS]
         return float(sum(result.volumes[name] for name in names))
 
@@ -308,18 +299,25 @@ def _compiled(model: Any) -> Callable[[Any], np.ndarray]:
     return lambda batch: run_tf(tf.nest.map_structure(tf.constant, as_inputs(batch))).numpy()
 
 
-_OFFICIAL_SEGMENTERS: dict[tuple, OfficialSegmenter] = {}
-
-
 def cached_official_segmenter(files: ModelFiles, settings: InferenceSettings | None = None) -> OfficialSegmenter:
     """An :class:`OfficialSegmenter` shared within the process (as
     :func:`~synthseg_bids.inference.cached_segmenter`), keyed by the network files (those of
     :meth:`ModelChoice.files <synthseg_bids.inference.model_choice.ModelChoice.files>`), their
-    modification times and the settings.
+    modification times and the settings. At most
+    :data:`~synthseg_bids.inference.segmenter.CACHE_SIZE` are kept (the reasons are
+    :func:`~synthseg_bids.inference.cached_segmenter`'s, and an official segmenter holds up
+    to three networks).
     """
     settings = settings if settings is not None else InferenceSettings()
     paths = [None if p is None else Path(p).resolve() for p in (files.segmentation, files.parcellation, files.qc)]
-    key = (tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths), settings)
-    if key not in _OFFICIAL_SEGMENTERS:
-        _OFFICIAL_SEGMENTERS[key] = OfficialSegmenter(paths[0], parcellation=paths[1], qc=paths[2], settings=settings)
-    return _OFFICIAL_SEGMENTERS[key]
+    files_key = tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) if p else None for p in paths)
+    return _cached_official(files_key, settings)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cached_official(files_key: tuple, settings: InferenceSettings) -> OfficialSegmenter:
+    """The segmenter of :func:`cached_official_segmenter`'s key: (path, mtime) of the
+    segmentation, parcellation and QC networks (``None`` when not used), and the settings."""
+    segmentation, parcellation, qc = (None if f is None else Path(f[0]) for f in files_key)
+    return OfficialSegmenter(segmentation, parcellation=parcellation, qc=qc, settings=settings)
+

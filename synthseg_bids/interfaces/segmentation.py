@@ -70,40 +70,15 @@ def run_description(segmenter) -> dict[str, Any]:
         backend_version = version(backend)
     except PackageNotFoundError:
         backend_version = "unknown"
-    from ..inference.official import OfficialSegmenter
-
-    description: dict[str, Any] = {
+    return {
         "backend": backend,
         "backend_version": backend_version,
         "keras_version": keras.__version__,
         "device": str(segmenter.network.device),
         "precision": str(segmenter.network.precision),
         "settings": segmenter.settings.to_dict(),
+        "model": segmenter.model_summary(),
     }
-    if isinstance(segmenter, OfficialSegmenter):
-        official = segmenter.model_info
-        description["model"] = {
-            "file": segmenter.model_path.name,
-            "kind": official.description,
-            "n_levels": int(official.architecture.n_levels),
-            "base_features": int(official.architecture.features),
-            "n_labels": len(segmenter.label_table),
-            "resolution_mm": float(official.resolution_mm),
-            "networks": segmenter.provenance(),
-        }
-        return description
-    info = segmenter.model_info
-    description["model"] = {
-        "file": segmenter.model_path.name if segmenter.model_path else None,
-        "package_version": info.package_version,
-        "n_levels": int(info.network.n_levels),
-        "base_features": int(info.network.base_features),
-        "n_labels": len(info.label_table),
-        "resolution_mm": float(info.resolution_mm),
-        "steps_trained": (info.provenance or {}).get("steps_trained"),
-        "validation": info.validation,
-    }
-    return description
 
 
 class _SynthSegInputSpec(BaseInterfaceInputSpec):
@@ -164,18 +139,15 @@ class SynthSeg(SimpleInterface):
             "model_resolution_mm": float(segmenter.model_info.resolution_mm),
             "segmentation": run_description(segmenter),
         }
-        from ..inference.official import OfficialResult
-
-        if isinstance(result, OfficialResult):
-            if result.parcellation is not None:
-                parc = result.parcellation
-                out_parc = save_image(parc.data, parc.affine, cwd / f"{stem}_parc_dseg.nii.gz", dtype=np.int16,
-                                      header=parc.header)
-                self._results["out_parc_dseg"] = str(out_parc)
-                results["parcel_volumes"] = {str(k): float(v) for k, v in result.parcel_volumes.items()}
-                results["parcellation_label_table"] = result.parcellation_table.to_metadata()
-            if result.network_qc is not None:
-                results["network_qc"] = {str(k): float(v) for k, v in result.network_qc.items()}
+        if result.parcellation is not None:
+            parc = result.parcellation
+            out_parc = save_image(parc.data, parc.affine, cwd / f"{stem}_parc_dseg.nii.gz", dtype=np.int16,
+                                  header=parc.header)
+            self._results["out_parc_dseg"] = str(out_parc)
+            results["parcel_volumes"] = {str(k): float(v) for k, v in result.parcel_volumes.items()}
+            results["parcellation_label_table"] = result.parcellation_table.to_metadata()
+        if result.network_qc is not None:
+            results["network_qc"] = {str(k): float(v) for k, v in result.network_qc.items()}
         out = cwd / f"{stem}_results.json"
         out.write_text(json.dumps(results, indent=2) + "\n")
         self._results["out_results"] = str(out)

@@ -203,7 +203,6 @@ def _palette_image(array: np.ndarray):
 
 
 def _save_png(array: np.ndarray, out_file, labels: set[int]) -> Path:
-    from PIL import Image as PILImage
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()

@@ -182,9 +182,9 @@ def test_one_process_segments_the_next_scan_ahead_and_each_scan_once(data, tmp_p
     segmented, taken = [], []
     segment_now, take = Segmenter._segment_now, LookAhead.take
 
-    def counting_now(self, scan, posteriors):
+    def counting_now(self, scan, posteriors, resampled):
         segmented.append(Path(scan).name)
-        return segment_now(self, scan, posteriors)
+        return segment_now(self, scan, posteriors, resampled)
 
     def recording_take(self, scan, options=None):
         future = take(self, scan, options)

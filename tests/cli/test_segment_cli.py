@@ -242,6 +242,46 @@ def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path, model, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.nii.gz", "s0_synthseg.nii.gz"]
 
 
+def test_folder_scans_are_read_once_and_segmented_ahead(tmp_path, model, capsys, monkeypatch):
+    """Each next scan is segmented ahead (in the background) while the current one is written; every scan is
+    read and pre-processed once (--resample included), and the outputs are those of separate segmentations."""
+    from synthseg_bids.core.io import load_image
+    from synthseg_bids.inference import InferenceSettings, Segmenter, prepare_scan
+
+    for i in range(3):
+        write_scan(tmp_path / "in" / f"s{i}.nii.gz", seed=i)
+    ahead, prepared = [], []
+    segment_ahead, prepare = Segmenter.segment_ahead, Segmenter.prepare
+
+    def spy_ahead(self, scan, **options):
+        ahead.append((Path(scan).name, options))
+        return segment_ahead(self, scan, **options)
+
+    def spy_prepare(self, scan, **options):
+        prepared.append(Path(scan).name)
+        return prepare(self, scan, **options)
+
+    monkeypatch.setattr(Segmenter, "segment_ahead", spy_ahead)
+    monkeypatch.setattr(Segmenter, "prepare", spy_prepare)
+    code, err = run(capsys, "--i", tmp_path / "in", "--o", tmp_path / "out", "--resample", tmp_path / "res",
+                    "--model", model, "--cpu")
+    assert code == 0, err
+    options = {"posteriors": False, "resampled": True}
+    assert ahead == [("s1.nii.gz", options), ("s2.nii.gz", options)]
+    assert sorted(prepared) == ["s0.nii.gz", "s1.nii.gz", "s2.nii.gz"]
+    monkeypatch.undo()
+    reference = Segmenter(model, InferenceSettings(device="cpu", min_size=32))
+    for i in range(3):
+        scan = tmp_path / "in" / f"s{i}.nii.gz"
+        np.testing.assert_array_equal(labels_of(tmp_path / "out" / f"s{i}_synthseg.nii.gz"),
+                                      reference.segment(scan).labels.data)
+        conformed = prepare_scan(load_image(scan), reference.network.resolution_mm, reference.network.size_multiple,
+                                 reference.settings)
+        resampled = nib.load(tmp_path / "res" / f"s{i}_resampled.nii.gz")
+        np.testing.assert_array_equal(resampled.get_fdata(dtype=np.float32), conformed.conformed)
+        np.testing.assert_allclose(resampled.affine, conformed.conformed_affine, atol=1e-6)
+
+
 def test_a_failed_scan_does_not_stop_the_others(tmp_path, model, capsys):
     write_scan(tmp_path / "in" / "a.nii.gz", seed=0)
     (tmp_path / "in" / "b.nii.gz").write_bytes(b"\x1f\x8b this is not an image")
@@ -290,9 +330,9 @@ def test_official_switches_need_a_model_folder(tmp_path, model, capsys, option):
 
 
 def test_missing_default_model(tmp_path, capsys, monkeypatch):
-    import synthseg_bids.inference.segmenter as segmenter
+    import synthseg_bids.inference.runtime as runtime
 
-    monkeypatch.setattr(segmenter, "default_model_path", lambda: tmp_path / "default_model.npz")
+    monkeypatch.setattr(runtime, "default_model_path", lambda: tmp_path / "default_model.npz")
     scan = write_scan(tmp_path / "s.nii.gz")
     code, err = run(capsys, "--i", scan, "--o", tmp_path / "o.nii.gz")
     assert code == 1 and "default model is not installed" in err and "--model" in err

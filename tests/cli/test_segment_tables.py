@@ -16,7 +16,8 @@ from synthseg_bids.cli.segment_tables import Table, format_values, qc_row, volum
 
 
 def fake_result(volumes, scores, flag):
-    return SimpleNamespace(volumes=volumes, qc=SimpleNamespace(scores=scores, flag=flag))
+    return SimpleNamespace(volumes=volumes, qc=SimpleNamespace(scores=scores, flag=flag), parcel_volumes={},
+                           network_qc=None)
 
 
 def test_rows_have_three_and_four_decimals_lower_case_flags_and_empty_missing_cells():

@@ -74,7 +74,7 @@ def test_shifted_windows_of_a_unet_in_slabs_equal_its_whole_passes(tiny_model):
     settings = InferenceSettings(device="cpu", precision="float32", flip=False, shifts=2, smoothing_sigma=0.0,
                                  postprocess="none")
     segmenter = Segmenter(tiny_model, settings)
-    assert getattr(segmenter.network.forward, "slabs", None) is not None  # the slabbed path is the one tested
+    assert segmenter.network.slabs is not None  # the slabbed path is the one tested
     batch = np.random.default_rng(1).random((1, 20, 70, 18, 1)).astype(np.float32)  # several 32-plane slabs
     got = _window_posteriors(segmenter, batch)
     expected = _brute_force_mean(segmenter.network.predict, batch, [0, 1])

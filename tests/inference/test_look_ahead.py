@@ -9,7 +9,7 @@ import pytest
 
 from synthseg_bids.core.io import ImageError, save_image
 from synthseg_bids.inference import InferenceSettings, Segmenter
-from synthseg_bids.inference.segmenter import Network
+from synthseg_bids.inference.runtime import Network
 
 from inference_fakes import phantom, voxel_network
 
@@ -101,10 +101,18 @@ def test_an_error_ahead_is_raised_by_the_call_that_takes_it(tmp_path):
         segmenter.segment(tmp_path / "missing_T1w.nii.gz")
 
 
-def test_segment_many_drops_a_scan_ahead_first(tmp_path):
-    a, b = _scans(tmp_path)
+def test_the_resampled_scan_is_an_option_of_the_scan_ahead(tmp_path):
+    from synthseg_bids.core.io import load_image
+    from synthseg_bids.inference import prepare_scan
+
+    a, _ = _scans(tmp_path)
     calls = []
     segmenter = Segmenter(_counting(calls), SETTINGS)
-    segmenter.segment_ahead(a)
-    results = list(segmenter.segment_many([b, b]))
-    assert len(results) == 2 and len(calls) == 3
+    segmenter.segment_ahead(a, resampled=True)
+    assert segmenter.segment(a).resampled is None and len(calls) == 2  # asked without it: segmented again
+    segmenter.segment_ahead(a, resampled=True)
+    result = segmenter.segment(a, resampled=True)
+    assert len(calls) == 3  # taken
+    prepared = prepare_scan(load_image(a), 1.0, 8, SETTINGS)
+    np.testing.assert_array_equal(result.resampled.data, prepared.conformed)
+    np.testing.assert_array_equal(result.resampled.affine, prepared.conformed_affine)

@@ -122,7 +122,7 @@ def test_model_files_and_the_shipped_model(tmp_path, monkeypatch):
     npz.write_bytes(b"x")
     assert ModelChoice(file=h5).files() == ModelFiles(h5.resolve(), official=True)
     assert ModelChoice(file=npz).files() == ModelFiles(npz.resolve(), official=False)
-    import synthseg_bids.inference.segmenter as segmenter
+    import synthseg_bids.inference.runtime as segmenter
 
     monkeypatch.setattr(segmenter, "default_model_path", lambda: npz)
     assert ModelChoice().files() == ModelFiles(npz.resolve())

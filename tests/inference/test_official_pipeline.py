@@ -21,9 +21,9 @@ from scipy import ndimage
 from freesurfer_oracle import load_oracle, script_path, skip_or_fail
 from official_networks import build_networks, write_model_dir
 from synthseg_bids.core.io import load_image, save_image
-from synthseg_bids.inference import InferenceSettings, ModelChoice, Segmenter, prepare_scan
+from synthseg_bids.inference import InferenceSettings, ModelChoice, SegmentationResult, Segmenter, prepare_scan
 from synthseg_bids.inference.model_choice import MODEL_FILES
-from synthseg_bids.inference.official import OfficialResult, OfficialSegmenter, parcel_volumes
+from synthseg_bids.inference.official import OfficialSegmenter, parcel_volumes
 from synthseg_bids.network.official import (
     DK_PARCELLATION_TABLE,
     QC_GROUP_NAMES,
@@ -90,7 +90,7 @@ def test_segmentation_posteriors_equal_freesurfers_network(tmp_path, fs, nets, m
     seg = OfficialSegmenter(model_dir / MODEL_FILES[version], settings=RAW)
     assert seg.label_table.values.tolist() == official_label_table(version).values.tolist()
     result = seg.segment(path, posteriors=True)
-    assert isinstance(result, OfficialResult) and result.parcellation is None and result.network_qc is None
+    assert isinstance(result, SegmentationResult) and result.parcellation is None and result.network_qc is None
     image = fs.rescale_volume(data, new_min=0, new_max=1, min_percentile=0.5, max_percentile=99.5)
     reference = nets[version].predict(image[None, ..., None].astype(np.float32), verbose=0)[0]
     assert np.abs(result.posteriors - reference).max() <= TOL

@@ -32,7 +32,7 @@ def scan(tmp_path):
 def test_keras_model_end_to_end(tiny_model, scan, tmp_path):
     segmenter = Segmenter(tiny_model, InferenceSettings(device="cpu", min_size=16))
     assert segmenter.model_path == tiny_model.resolve() and segmenter.model_info.resolution_mm == 1.0
-    results = list(segmenter.segment_many([scan, scan], posteriors=True))
+    results = [segmenter.segment(scan, posteriors=True) for _ in range(2)]
     a, b = results
     np.testing.assert_array_equal(a.labels.data, b.labels.data)  # deterministic, model reused
     source = nib.load(scan)
@@ -130,55 +130,14 @@ def test_settings_validation_and_round_trip():
             InferenceSettings(**bad)
 
 
-def test_segment_many_pipelines_in_order_and_stops_at_a_bad_scan(tmp_path):
-    """Results in order and equal to ``segment``; a bad scan raises at its turn; at most one scan read ahead."""
-    from synthseg_bids.core.io import Image
+def test_provenance_names_the_model_file_and_its_sha256(tiny_model, scan):
+    import hashlib
 
-    scans = []
-    for seed in range(4):
-        image, _ = phantom((24, 24, 24), seed=seed)
-        scans.append(Image(image, np.eye(4)))
-    bad = tmp_path / "sub-bad_T1w.nii.gz"
-    save_image(np.zeros((8, 8, 8), np.float32), np.eye(4), bad)  # no contrast: ImageError when read
-    calls = []
-    segmenter = Segmenter(voxel_network(calls=calls), InferenceSettings(flip=False, shifts=1, min_size=8))
-    expected = [segmenter.segment(scan).labels.data for scan in scans[:2]]
-    calls.clear()
-
-    pulled = []
-
-    def source():
-        for item in [scans[0], scans[1], bad, scans[2], scans[3]]:
-            pulled.append(item)
-            yield item
-
-    results = segmenter.segment_many(source())
-    for i in range(2):
-        result = next(results)
-        np.testing.assert_array_equal(result.labels.data, expected[i])
-        assert len(pulled) <= i + 3  # scan i + 1 on the network, scan i + 2 being read, no more
-    with pytest.raises(ImageError, match="no intensity contrast") as err:
-        next(results)
-    assert str(bad) in str(err.value)
-    assert len(calls) == 2  # the scans after the bad one never reached the network
-    assert len(pulled) == 3
-
-
-def test_segment_many_raises_a_network_error_after_the_earlier_results():
-    from synthseg_bids.core.io import Image
-
-    image, _ = phantom((24, 24, 24))
-    good = voxel_network()
-
-    def predict(batch):
-        if predict.count == 1:
-            raise MemoryError("out of memory on the second scan")
-        predict.count += 1
-        return good.predict(batch)
-
-    predict.count = 0
-    network = type(good)(predict=predict, label_table=good.label_table, resolution_mm=1.0, size_multiple=8)
-    results = Segmenter(network, InferenceSettings(flip=False, shifts=1, min_size=8)).segment_many([Image(image, np.eye(4))] * 3)
-    assert next(results).labels.shape == (24, 24, 24)
-    with pytest.raises(MemoryError, match="second scan"):
-        next(results)
+    segmenter = Segmenter(tiny_model, InferenceSettings(device="cpu", min_size=16))
+    result = segmenter.segment(scan)
+    expected = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    assert [(p["role"], p["path"], p["sha256"]) for p in result.provenance()] == [
+        ("segmentation", str(tiny_model.resolve()), expected)]
+    assert result.provenance() == segmenter.provenance()
+    assert result.parcellation is None and result.network_qc is None and result.parcel_volumes == {}
+    assert Segmenter(voxel_network(), InferenceSettings(min_size=16)).segment(scan).provenance() == []

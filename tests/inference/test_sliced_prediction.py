@@ -1,6 +1,6 @@
 """The memory-saving paths of prediction against whole-volume references.
 
-- the U-Net's last level run in y slabs (:func:`synthseg_bids.inference.segmenter._sliced_forward`)
+- the U-Net's last level run in y slabs (:func:`synthseg_bids.network.unet_slabs.sliced_forward`)
   against the Keras model on the whole input;
 - flip averaging and smoothing of a flipped pass given in y slabs
   (:meth:`DevicePosteriors.combine`) against numpy flipping and ``scipy.ndimage.gaussian_filter``;
@@ -23,14 +23,14 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 
 
 def test_unet_last_level_in_slabs_equals_the_whole_model():
-    from synthseg_bids.inference.segmenter import _HEAD_SLAB, _sliced_forward, _unet_stages
     from synthseg_bids.network import NetworkSettings, build_unet
+    from synthseg_bids.network.unet_slabs import HEAD_SLAB, sliced_forward, unet_stages
 
     model = build_unet(NetworkSettings(n_levels=3, base_features=4, conv_per_level=2), 5, seed=0)
-    stages = _unet_stages(model)
+    stages = unet_stages(model)
     assert stages is not None and stages[3] == 2  # two 3x3x3 convolutions: 2 planes each side
-    x = np.random.default_rng(0).random((1, 12, 2 * _HEAD_SLAB + 16, 8, 1), dtype=np.float32)
-    parts = list(_sliced_forward(*stages)(x))
+    x = np.random.default_rng(0).random((1, 12, 2 * HEAD_SLAB + 16, 8, 1), dtype=np.float32)
+    parts = list(sliced_forward(*stages)(x))
     assert [(a, b) for a, b, _ in parts] == [(0, 32), (32, 64), (64, 80)]
     sliced = np.concatenate([np.asarray(p) for _, _, p in parts], axis=2)
     whole = np.asarray(model(x, training=False))
@@ -38,11 +38,11 @@ def test_unet_last_level_in_slabs_equals_the_whole_model():
 
 
 def test_other_models_are_not_cut():
-    from synthseg_bids.inference.segmenter import _unet_stages
+    from synthseg_bids.network.unet_slabs import unet_stages
 
     inputs = keras.Input((None, None, None, 1))
     model = keras.Model(inputs, keras.layers.Conv3D(3, 3, padding="same", activation="softmax")(inputs))
-    assert _unet_stages(model) is None
+    assert unet_stages(model) is None
 
 
 @pytest.mark.parametrize("sizes", [[40], [3, 10, 2, 20, 5], [16, 16, 8]], ids=["whole", "thin", "even"])

@@ -279,10 +279,10 @@ def _full_disk(monkeypatch, module):
 
 
 def test_full_disk_in_segment_leaves_no_partial_file(tmp_path, model, small_input, monkeypatch):
-    import synthseg_bids.inference.segmenter as segmenter_module
+    import synthseg_bids.inference.results as results_module
 
     _full_disk(monkeypatch, core_io)
-    _full_disk(monkeypatch, segmenter_module)
+    _full_disk(monkeypatch, results_module)
     scan = nifti(tmp_path / "sub-01_T1w.nii.gz", head())
     before = tree(tmp_path)
     code, err = run_segment("--i", scan, "--o", tmp_path / "out" / "seg.nii.gz", "--model", model, "--cpu",

@@ -27,7 +27,7 @@ def test_default_settings_file_holds_the_original_values():
 
 def test_shipped_recipe_made_the_shipped_model():
     """shipped_model.toml holds the network and training settings recorded in the shipped model file."""
-    from synthseg_bids.inference.segmenter import default_model_path
+    from synthseg_bids.inference.runtime import default_model_path
     from synthseg_bids.network import read_model_file
 
     generator, network, training = load_recipe(recipe_path("shipped_model"))
