@@ -9,6 +9,7 @@ import pytest
 import synthseg_bids.inference.official as official
 import synthseg_bids.inference.segmenter as segmenter_module
 from synthseg_bids.inference import InferenceSettings, cached_segmenter
+from synthseg_bids.inference.model_choice import ModelFiles
 
 
 class _Loaded:
@@ -66,10 +67,11 @@ def test_cached_official_segmenter_is_bounded(tmp_path, loads):
     for name in ("x", "y", "z"):
         networks.append(tmp_path / f"{name}.h5")
         networks[-1].write_bytes(b"h5")
-    first = official.cached_official_segmenter(networks[0])
-    assert official.cached_official_segmenter(networks[0]) is first
+    files = [ModelFiles(path, official=True) for path in networks]
+    first = official.cached_official_segmenter(files[0])
+    assert official.cached_official_segmenter(files[0]) is first
     assert loads[0].model == networks[0].resolve() and loads[0].settings == InferenceSettings()
     assert loads[0].files == {"parcellation": None, "qc": None}
-    for path in networks[1:]:
-        official.cached_official_segmenter(path)
-    assert official.cached_official_segmenter(networks[0]) is not first and len(loads) == 4
+    for chosen in files[1:]:
+        official.cached_official_segmenter(chosen)
+    assert official.cached_official_segmenter(files[0]) is not first and len(loads) == 4
