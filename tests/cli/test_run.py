@@ -329,7 +329,7 @@ def test_bad_input(data, tmp_path, capsys, case, expected):
 
 
 def test_missing_shipped_model_is_one_line(data, tmp_path, capsys, monkeypatch):
-    import synthseg_bids.inference.segmenter as segmenter
+    import synthseg_bids.inference.runtime as segmenter
 
     absent = tmp_path / "default_model.npz"
     monkeypatch.setattr(segmenter, "default_model_path", lambda: absent)
