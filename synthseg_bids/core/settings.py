@@ -94,6 +94,13 @@ class Settings:
             if value < minimum:
                 raise SettingsError(f"{name} must be >= {minimum}, got {value}")
 
+    def check_shape(self, name: str, minimum: int = 1) -> None:
+        """For :meth:`validate`: raise :class:`SettingsError` unless field ``name`` is ``None``
+        or 3 integers, each at least ``minimum`` (an image or crop size)."""
+        value = getattr(self, name)
+        if value is not None and (len(value) != 3 or any(int(s) != s or s < minimum for s in value)):
+            raise SettingsError(f"{name} must be 3 integers >= {minimum}, got {value!r}")
+
     def check_one_of(self, name: str, choices: Sequence[str]) -> None:
         """For :meth:`validate`: raise :class:`SettingsError` if field ``name`` is not one of ``choices``."""
         value = getattr(self, name)

@@ -166,8 +166,7 @@ class GeneratorSettings(Settings):
     blur_truncate: float = 3.0
 
     def validate(self) -> None:
-        if len(self.output_shape) != 3 or any(int(s) != s or s < 2 for s in self.output_shape):
-            raise SettingsError(f"output_shape must be 3 integers >= 2, got {self.output_shape!r}")
+        self.check_shape("output_shape", minimum=2)
         _check_range("scaling_range", self.scaling_range)
         if self.scaling_range[0] <= 0:
             raise SettingsError(f"scaling_range must be positive, got {self.scaling_range!r}")

@@ -87,9 +87,7 @@ class TrainingSettings(Settings):
     def validate(self) -> None:
         self.check_at_least(1, "epochs", "steps_per_epoch", "batch_size", "checkpoint_every")
         self.check_at_least(0, "lr_decay", "keep_checkpoints", "batch_norm_images")
-        shape = self.batch_norm_shape
-        if shape is not None and (len(shape) != 3 or any(int(s) != s or s < 1 for s in shape)):
-            raise SettingsError(f"batch_norm_shape must be 3 positive integers, got {shape!r}")
+        self.check_shape("batch_norm_shape")
         if not 0 <= self.wl2_epochs <= self.epochs:
             raise SettingsError(f"wl2_epochs must be in 0..epochs ({self.epochs}), got {self.wl2_epochs}")
         if not self.learning_rate > 0:
@@ -141,8 +139,7 @@ class AugmentationSettings(Settings):
     unknown_labels: str = "error"
 
     def validate(self) -> None:
-        if len(self.crop_shape) != 3 or any(int(s) != s or s < 1 for s in self.crop_shape):
-            raise SettingsError(f"crop_shape must be 3 positive integers, got {self.crop_shape!r}")
+        self.check_shape("crop_shape")
         if self.intensity_scale_std < 0 or self.gamma_std < 0:
             raise SettingsError("intensity_scale_std and gamma_std must be >= 0")
         if self.unknown_labels not in ("error", "background"):

@@ -9,6 +9,7 @@ does when it runs as root) or the tests do not run as root.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -115,3 +116,44 @@ def run_example(engine: Engine, image: str, example: dict, name: str, command: l
                              *app_options(Path("/settings")), user=USER, volumes=volumes, env=env)
         written = container.written() - before
     return {**folders, "proc": proc, "written": written}
+
+
+# -- the example dataset run in each image (checked together in test_example_runs.py) ----------
+
+DEFINITION = ROOT / "singularity" / "synthseg-bids.def"
+SIF = "/images/synthseg-bids.sif"
+
+
+@pytest.fixture(scope="session")
+def docker_run(engine, cpu_image, example):
+    return run_example(engine, cpu_image, example, "docker", ["synthseg-bids"])
+
+
+def converted_recipe(definition, base: str, folder) -> tuple:
+    """``(Dockerfile, recipe)``: spython's Dockerfile of ``definition`` on ``base``, and the parsed recipe."""
+    parsers = pytest.importorskip("spython.main.parse.parsers", reason="spython not installed (pip install spython)")
+    writers = pytest.importorskip("spython.main.parse.writers")
+    recipes = parsers.SingularityParser(str(definition)).recipe  # {stage: recipe}
+    text = writers.DockerWriter(recipes).convert()
+    recipe = next(iter(recipes.values())) if isinstance(recipes, dict) else recipes
+    text = re.sub(r"^FROM \S+", f"FROM {base}", text, count=1, flags=re.M)
+    text = re.sub(r"^HEALTHCHECK .*$", "", text, flags=re.M)  # %test: run below as a command
+    dockerfile = folder / f"{definition.stem}.Dockerfile"
+    dockerfile.write_text(text)
+    return dockerfile, recipe
+
+
+@pytest.fixture(scope="session")
+def apptainer_image(engine, base_image, tmp_path_factory):
+    dockerfile, recipe = converted_recipe(DEFINITION, base_image, tmp_path_factory.mktemp("recipe"))
+    tag = build_timed(engine, "singularity/synthseg-bids.def (via spython)", "localhost/synthseg-bids:test-apptainer",
+                      dockerfile=dockerfile)
+    return tag, recipe
+
+
+@pytest.fixture(scope="session")
+def apptainer_run(engine, apptainer_image, example):
+    tag, recipe = apptainer_image
+    runscript = ["sh", "-c", recipe.cmd, "runscript"]
+    return run_example(engine, tag, example, "apptainer", runscript, env={"APPTAINER_CONTAINER": SIF},
+                       home="/home/user")

@@ -13,9 +13,8 @@ import os
 import re
 
 import pytest
-from conftest import build_timed
+from conftest import build_timed, converted_recipe
 from container_images import ROOT, Container
-from test_apptainer_recipe import converted_recipe
 
 pytestmark = [
     pytest.mark.container,
