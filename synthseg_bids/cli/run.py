@@ -217,8 +217,14 @@ def run_participant(config, started: float) -> int:
                 failures[scan] = ("outputs are incomplete (see the logs)", _crash_file(run_log_dir, scan))
     if failures:
         _write_failure_reports(config, subjects, failures, versions, run_log_dir)
+    return _summarise(config, subjects, failures, n_scans, skipped, started)
+
+
+def _summarise(config, subjects: dict, failures: dict, n_scans: int, skipped: int, started: float) -> int:
+    """Log the run's outcome and its reports, print one error line per failed scan; the exit status."""
     from ..core.progress import format_duration
 
+    output_dir = Path(config.output_dir)
     done = n_scans - len(failures)
     LOGGER.info("synthseg-bids: %d/%d scan(s) done (%d skipped as already done), %d failed; total time %s; "
                 "outputs in %s", done, n_scans, skipped, len(failures),
