@@ -332,6 +332,8 @@ def _start_from(unet: keras.Model, initial_model: str | os.PathLike, info: Model
         "generator_settings": contents.info.generator.get("settings"),
         "sessions": contents.info.provenance.get("sessions", []),
     }
+    if "initial_model" in contents.info.provenance:  # a model that was itself fine-tuned: keep the chain
+        start["initial_model"] = contents.info.provenance["initial_model"]
     return info.replace(provenance={**info.provenance, "initial_model": start})
 
 

@@ -137,6 +137,14 @@ def test_fine_tuning_starts_from_the_initial_weights(tmp_path):
     _, info = load_model(final)
     assert info.provenance["initial_model"]["name"] == "start.npz"
     assert info.provenance["steps_trained"] == 1238
+    # a third stage from the second's model keeps the whole chain and counts every step
+    third = train_supervised([image], [labels], tmp_path / "third", NETWORK, settings, CROP, label_table=TOY_TABLE,
+                             initial_model=final)
+    _, info = load_model(third)
+    chain = info.provenance["initial_model"]
+    assert chain["name"] == "model.npz" and chain["steps_trained"] == 1238
+    assert chain["initial_model"]["name"] == "start.npz" and chain["initial_model"]["steps_trained"] == 1234
+    assert info.provenance["steps_trained"] == 1240
 
 
 def test_labels_outside_the_table_name_the_file(tmp_path):
