@@ -65,7 +65,8 @@ def test_train_command_reports_bad_settings(tmp_path):
 
 
 def test_recipe_names_and_paths(tmp_path):
-    assert set(shipped_recipes()) == {"shipped_model", "shipped_model_continued", "default_model", "evaluate_model"}
+    assert set(shipped_recipes()) == {"shipped_model", "shipped_model_continued", "shipped_model_continued_160",
+                                      "default_model", "evaluate_model"}
     assert recipe_path("default_model") == recipe_path("default_model.toml") == shipped_recipes()["default_model"]
     own = tmp_path / "default_model.toml"
     own.write_text("")
