@@ -249,7 +249,7 @@ def run_training(
                             "batch-normalisation statistics with (synthetic training only)")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = _resume_point(model_dir, info) if resume else None
+    checkpoint = _resume_point(model_dir, info, settings) if resume else None
     start = 0
     if checkpoint is not None:
         checkpoint.restore_weights(unet)
@@ -286,12 +286,30 @@ def run_training(
             dataset, epochs=last, initial_epoch=max(first, start), callbacks=callbacks, shuffle=False, verbose=0
         )
         start = last
+    if settings.average_last > 1:
+        info = _averaged(unet, model_dir, info, settings)
     if batch_norm_images is not None and settings.batch_norm_images:
         info = _recalibrated(unet, batch_norm_images, info, settings)
     final = _with_progress(info, settings.epochs, settings)
     path = save_model(model_dir / FINAL_MODEL_NAME, unet, final, weights_dtype=settings.save_dtype)
     logger.info("wrote %s", path)
     return path
+
+
+def _averaged(unet: keras.Model, model_dir: Path, info: ModelInfo, settings: TrainingSettings) -> ModelInfo:
+    """Set the weights to their mean over the last ``settings.average_last`` epochs' checkpoints."""
+    from .averaging import average_weights
+
+    epochs = list(range(settings.epochs - settings.average_last + 1, settings.epochs + 1))
+    paths = [checkpoint_path(model_dir, epoch) for epoch in epochs]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise SettingsError(f"{paths[0].parent}: average_last = {settings.average_last} needs the "
+                            f"checkpoints of epochs {epochs[0]}-{epochs[-1]}; missing {', '.join(missing)}")
+    average_weights(unet, paths)
+    logger.info("weights averaged over the checkpoints of epochs %d-%d", epochs[0], epochs[-1])
+    return info.replace(provenance={**info.provenance,
+                                    "weight_average": {"epochs": epochs, "checkpoints": file_digests(paths)}})
 
 
 def _recalibrated(
@@ -307,14 +325,18 @@ def _recalibrated(
     return info.replace(provenance={**info.provenance, "batch_norm_statistics": {"images": n, "shape": shape}})
 
 
-def _resume_point(model_dir: Path, info: ModelInfo) -> Checkpoint | None:
+def _resume_point(model_dir: Path, info: ModelInfo, settings: TrainingSettings) -> Checkpoint | None:
     """The newest checkpoint, checked against the run's network and label table."""
     from .checkpoints import read_checkpoint
 
     found = list_checkpoints(model_dir)
     if not found:
         return None
-    checkpoint = read_checkpoint(found[-1][1])
+    epoch, path = found[-1]
+    if epoch > settings.epochs:
+        raise SettingsError(f"{path}: a checkpoint of epoch {epoch}, beyond the {settings.epochs} epochs of this "
+                            "run; raise 'epochs' or write to another folder")
+    checkpoint = read_checkpoint(path)
     _check_compatible(checkpoint.path, checkpoint.info, info)
     return checkpoint
 

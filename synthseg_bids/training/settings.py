@@ -64,6 +64,11 @@ class TrainingSettings(Settings):
         Size of those images (``None``: the generator's ``output_shape``). Larger than the
         training crops when the crops were made small for speed: the statistics should
         describe images like those segmented later.
+    average_last : int
+        After the last epoch, set the weights to their mean over the checkpoints of the last
+        this many epochs (:mod:`synthseg_bids.training.averaging`), before the
+        batch-normalisation statistics are recomputed; 0 or 1: the last epoch's weights.
+        Needs a checkpoint after each of those epochs, all in the main phase.
     """
 
     epochs: int = 505
@@ -83,10 +88,11 @@ class TrainingSettings(Settings):
     save_dtype: str = "float32"
     batch_norm_images: int = 0
     batch_norm_shape: tuple[int, int, int] | None = None
+    average_last: int = 0
 
     def validate(self) -> None:
         self.check_at_least(1, "epochs", "steps_per_epoch", "batch_size", "checkpoint_every")
-        self.check_at_least(0, "lr_decay", "keep_checkpoints", "batch_norm_images")
+        self.check_at_least(0, "lr_decay", "keep_checkpoints", "batch_norm_images", "average_last")
         self.check_shape("batch_norm_shape")
         if not 0 <= self.wl2_epochs <= self.epochs:
             raise SettingsError(f"wl2_epochs must be in 0..epochs ({self.epochs}), got {self.wl2_epochs}")
@@ -100,6 +106,16 @@ class TrainingSettings(Settings):
         self.check_one_of("jit_compile", _JIT)
         self.check_one_of("mixed_precision", DTYPE_POLICIES)
         self.check_one_of("save_dtype", _SAVE_DTYPES)
+        if self.average_last > 1:
+            if self.checkpoint_every != 1:
+                raise SettingsError(f"average_last needs a checkpoint every epoch, got checkpoint_every = "
+                                    f"{self.checkpoint_every}")
+            if 0 < self.keep_checkpoints < self.average_last:
+                raise SettingsError(f"average_last ({self.average_last}) needs keep_checkpoints = 0 or at least "
+                                    f"{self.average_last}, got {self.keep_checkpoints}")
+            if self.average_last > self.epochs - self.wl2_epochs:
+                raise SettingsError(f"average_last ({self.average_last}) exceeds the epochs of the main phase "
+                                    f"({self.epochs - self.wl2_epochs})")
 
     def phase_of(self, epoch: int) -> str:
         """'wl2' or 'main' for the 0-based ``epoch``."""

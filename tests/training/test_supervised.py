@@ -90,10 +90,10 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path):
 
 def test_resume_rejects_a_corrupt_checkpoint(tmp_path):
     image, labels = toy_pair(tmp_path)
-    bad = tmp_path / "run" / "checkpoints" / "epoch_0004.npz"
+    bad = tmp_path / "run" / "checkpoints" / "epoch_0002.npz"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ModelFileError, match="epoch_0004.npz"):
+    with pytest.raises(ModelFileError, match="epoch_0002.npz"):
         train_supervised([image], [labels], tmp_path / "run", NETWORK, _settings(), CROP, label_table=TOY_TABLE)
 
 
