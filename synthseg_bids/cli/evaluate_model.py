@@ -288,10 +288,17 @@ def stage_contrast(args, settings: ModelEvaluationSettings, out: Path, work: Pat
     per_structure = summary.set_index(summary["condition"] + " (" + summary["grid"] + ")")[structures[1:]].T
     per_structure.insert(0, "structure", per_structure.index)
     print(markdown_table(per_structure, ".2f"))
-    plot_examples(examples, table, out / "synthetic_examples.png")
+    plot_examples(examples, table, out / "synthetic_examples.png", model_label(args.model))
 
 
-def plot_examples(examples, table, path: Path) -> None:
+def model_label(path: Path) -> str:
+    """How the figures name the model measured: 'shipped model' or the file's name."""
+    from ..inference.runtime import default_model_path
+
+    return "shipped model" if Path(path).resolve() == default_model_path().resolve() else Path(path).name
+
+
+def plot_examples(examples, table, path: Path, label: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -313,7 +320,7 @@ def plot_examples(examples, table, path: Path) -> None:
         overlay(axes[row, 1], image[:, y], labels[:, y], lut)
         axes[row, 1].set_title("ground truth", fontsize=8)
         overlay(axes[row, 2], image[:, y], pred[:, y], lut)
-        axes[row, 2].set_title("shipped model", fontsize=8)
+        axes[row, 2].set_title(label, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
@@ -373,8 +380,8 @@ def stage_mni(args, settings: ModelEvaluationSettings, out: Path, work: Path) ->
         axes[0, k].set_axis_off()
         axes[0, k].set_title(title, fontsize=9)
         overlay(axes[1, k], img, lab, lut)
-    fig.suptitle(f"MNI152 T1 1 mm, shipped model (WM Dice {rows[0]['dice']:.3f}, GM Dice {rows[1]['dice']:.3f})",
-                 fontsize=10)
+    scores = f"WM Dice {rows[0]['dice']:.3f}, GM Dice {rows[1]['dice']:.3f}"
+    fig.suptitle(f"MNI152 T1 1 mm, {model_label(args.model)} ({scores})", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "mni152_overlay.png", dpi=72)
     plt.close(fig)
@@ -392,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: evaluate_model)")
     parser.add_argument("--data", type=Path, default=Path("..") / "shared" / "data" / "synthseg",
                         help="SynthSeg data folder (training_label_maps/, labels_classes_priors/)")
-    parser.add_argument("--model", type=Path, default=default_model_path())
+    parser.add_argument("--model", type=Path, default=default_model_path(),
+                        help="model file measured by the contrast and mni stages (default: the shipped one)")
     parser.add_argument("--checkpoints", type=Path, nargs="+",
                         default=sorted((Path(".devdata") / "shipped_run").glob("epoch_*.npz")),
                         help="checkpoints for the Dice-vs-step curve (default: .devdata/shipped_run/epoch_*.npz)")
