@@ -190,6 +190,7 @@ def stage_curve(args, settings: ModelEvaluationSettings, out: Path, work: Path) 
     logger.info("curve: validated %d checkpoints in %.0f s", len(checkpoints), time.perf_counter() - tic)
     steps = {str(p): read_model_file(p).info.provenance.get("steps_trained") for p in checkpoints}
     frame.insert(1, "step", [steps[str(c)] for c in frame["checkpoint"]])
+    frame = frame.sort_values("step", kind="stable").reset_index(drop=True)  # checkpoints of several runs
     frame["checkpoint"] = [Path(c).name for c in frame["checkpoint"]]
     frame.insert(3, "n_images", n)
     write_table(out / "validation_dice.tsv", frame, float_format="%.4f")
@@ -205,10 +206,10 @@ def stage_curve(args, settings: ModelEvaluationSettings, out: Path, work: Path) 
     ax.plot(frame["step"], frame["mean_dice"], color="C0", linewidth=2, marker="o", label="mean of 32 structures")
     for x, y in zip(frame["step"], frame["mean_dice"]):
         ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center")
-    ax.set_xlabel("training step (batch 1, 160^3)")
+    ax.set_xlabel("training step (batch 1)")
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
-    ax.set_title(f"Shipped run: validation Dice on {n} synthetic images (unseen seed {settings.seed})\n"
+    ax.set_title(f"Validation Dice on {n} synthetic images (unseen seed {settings.seed})\n"
                  "fully random contrast; grey: individual structures", fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
