@@ -25,16 +25,31 @@ def test_default_settings_file_holds_the_original_values():
     assert training == TrainingSettings()
 
 
-def test_shipped_recipe_made_the_shipped_model():
-    """shipped_model.toml holds the network and training settings recorded in the shipped model file."""
+#: The recipes of the shipped model's training stages, first to last; each stage started from the
+#: previous stage's weights (``provenance.initial_model`` in the model file, nested stage by stage).
+SHIPPED_STAGES = ("shipped_model", "shipped_model_continued", "shipped_model_continued_160")
+
+
+def test_shipped_recipes_made_the_shipped_model():
+    """Each stage's recipe holds the settings that the shipped model file records for that stage."""
     from synthseg_bids.inference.runtime import default_model_path
     from synthseg_bids.network import read_model_file
 
-    generator, network, training = load_recipe(recipe_path("shipped_model"))
     info = read_model_file(default_model_path()).info
-    assert network == info.network
-    assert training == TrainingSettings.from_dict(info.training["settings"])
-    assert generator == GeneratorSettings.from_dict(info.generator["settings"])
+    stages = [{"training": info.training, "generator_settings": info.generator["settings"],
+               "steps_trained": info.provenance["steps_trained"]}]
+    earlier = info.provenance.get("initial_model")
+    while earlier is not None:
+        stages.insert(0, earlier)
+        earlier = earlier.get("initial_model")
+    assert len(stages) == len(SHIPPED_STAGES)
+    for k, (name, stage) in enumerate(zip(SHIPPED_STAGES, stages)):
+        generator, network, training = load_recipe(recipe_path(name))
+        assert network == info.network
+        assert training == TrainingSettings.from_dict(stage["training"]["settings"]), name
+        assert generator == GeneratorSettings.from_dict(stage["generator_settings"]), name
+        if k:  # the later stages ran their recipes' epochs to the end (the first was stopped at 9,500 steps)
+            assert stage["steps_trained"] - stages[k - 1]["steps_trained"] == training.epochs * training.steps_per_epoch
 
 
 def test_settings_file_errors_name_the_file(tmp_path):
