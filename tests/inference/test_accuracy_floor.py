@@ -7,7 +7,9 @@ fixed seeds from SynthSeg's real label maps; Dice against their true labels on t
 own grids. The floor is the mean Dice that ``benchmarks/bench_accuracy.py`` measured for the
 default settings, less a tolerance for platform differences in rounding; a change of a
 default that loses accuracy fails here: e.g. large heads in 160³ patches (``max_voxels``
-192^3, an earlier default) score 0.7475 on the 5 mm scan, below its floor.
+192^3, an earlier default) score 0.7700 on the 5 mm scan (0.7712 with the default) and 0.7944
+on average (0.7950), below both floors. The figures are those of the shipped model; a new model
+needs new measurements.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from synthseg_bids.inference import InferenceSettings, Segmenter
 #: Mean Dice (32 foreground structures) of each scan with the default settings, measured by
 #: ``python benchmarks/bench_accuracy.py --variants default --scans t2_lia t1_5mm mni152``.
 MEASURED = {"t2_lia": 0.8187, "t1_5mm": 0.7712}
-#: The floor of the mean over the scans: the measured mean less 0.002 (bfloat16 and float32 runs
-#: differ by less than 0.0002; large-head patches lose 0.003 of the mean and 0.009 on the 5 mm scan).
-MEAN_DICE_FLOOR = round(sum(MEASURED.values()) / len(MEASURED) - 0.002, 4)
+#: The floor of the mean over the scans: the measured mean less 0.0004. Measured with this model,
+#: bfloat16 and float32 runs differ by at most 0.0001 per scan (equal means) and two shifted windows
+#: by 0.0002, while large-head patches lose 0.0006 of the mean and 0.0012 on the 5 mm scan.
+MEAN_DICE_FLOOR = sum(MEASURED.values()) / len(MEASURED) - 0.0004
 #: No single scan may fall below its own measured Dice less this much.
-PER_SCAN_TOLERANCE = 0.003
+PER_SCAN_TOLERANCE = 0.001
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,6 @@ def test_default_settings_keep_the_accuracy_floor(accuracy_scans):
         scores[name] = float(np.nanmean(dice_scores(reference, labels, segmenter.label_table.values)[1:]))
     mean = float(np.mean(list(scores.values())))
     report = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-    assert mean >= MEAN_DICE_FLOOR, f"mean Dice {mean:.4f} below the floor {MEAN_DICE_FLOOR} ({report})"
+    assert mean >= MEAN_DICE_FLOOR, f"mean Dice {mean:.5f} below the floor {MEAN_DICE_FLOOR:.5f} ({report})"
     for name, value in scores.items():
         assert value >= MEASURED[name] - PER_SCAN_TOLERANCE, f"{name}: Dice {value:.4f} ({report})"
