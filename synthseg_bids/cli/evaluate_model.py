@@ -204,8 +204,12 @@ def stage_curve(args, settings: ModelEvaluationSettings, out: Path, work: Path) 
     for name in structures:
         ax.plot(frame["step"], frame[name], color="0.8", linewidth=0.7)
     ax.plot(frame["step"], frame["mean_dice"], color="C0", linewidth=2, marker="o", label="mean of 32 structures")
-    for x, y in zip(frame["step"], frame["mean_dice"]):
-        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center")
+    points = list(zip(frame["step"], frame["mean_dice"]))
+    for k, (x, y) in enumerate(points):
+        if k + 1 < len(points) and points[k + 1][0] == x:
+            continue  # two files of one step (a checkpoint and the model made from it): label the last
+        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 7 if k % 2 else -13),
+                    ha="center", fontsize=8)
     ax.set_xlabel("training step (batch 1)")
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
